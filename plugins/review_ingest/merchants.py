@@ -1,0 +1,137 @@
+"""The merchants file (``include/merchants.yaml``): who sends files, with which template."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from review_ingest.templates import TEMPLATES
+
+MERCHANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_LANGUAGE = re.compile(r"^[a-z]{2}$")
+
+
+class ConfigError(ValueError):
+    """The merchants file is wrong: the message names the merchant and the key."""
+
+
+@dataclass(frozen=True)
+class SftpSource:
+    conn_id: str
+    root: str
+
+    @property
+    def inbox(self) -> str:
+        return f"{self.root.rstrip('/')}/orders"
+
+
+@dataclass(frozen=True)
+class Merchant:
+    merchant_id: str
+    template: str
+    default_delay: int = 0
+    default_delay_product: int = 0
+    max_order_age_days: int = 92
+    timezone: str = "Europe/Paris"
+    language: str = "fr"
+    sftp: SftpSource | None = None
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+#: The settings ``check`` uses, which has no merchant (contract section 3).
+def default_merchant(template: str) -> Merchant:
+    return Merchant(merchant_id="check", template=template)
+
+
+def load_merchants(path: Path) -> dict[str, Merchant]:
+    """Read and check the whole file; the first wrong key raises ConfigError."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"merchants file not found: {path}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"merchants file {path} is not valid YAML: {exc}") from exc
+    entries = doc.get("merchants") if isinstance(doc, dict) else None
+    if not isinstance(entries, dict):
+        raise ConfigError(f"merchants file {path}: a top-level 'merchants:' mapping is required")
+    return {str(mid): parse_merchant(str(mid), entry) for mid, entry in entries.items()}
+
+
+def parse_merchant(merchant_id: str, entry: Any) -> Merchant:
+    if not MERCHANT_ID.match(merchant_id):
+        raise ConfigError(
+            f"merchant {merchant_id!r}: the id must match ^[a-z0-9][a-z0-9_-]{{0,63}}$"
+        )
+    if not isinstance(entry, dict):
+        raise ConfigError(f"merchant {merchant_id!r}: expected a mapping of settings")
+    known = {
+        "template",
+        "default_delay",
+        "default_delay_product",
+        "max_order_age_days",
+        "timezone",
+        "language",
+        "sftp",
+    }
+    for key in entry:
+        if key not in known:
+            raise ConfigError(f"merchant {merchant_id!r}: unknown key {key!r}")
+    template = entry.get("template")
+    if template not in TEMPLATES:
+        raise ConfigError(
+            f"merchant {merchant_id!r}: key 'template' must be one of "
+            f"{', '.join(TEMPLATES)} (got {template!r})"
+        )
+    values: dict[str, Any] = {"merchant_id": merchant_id, "template": template}
+    for key, low, high in (
+        ("default_delay", 0, 30),
+        ("default_delay_product", 0, 30),
+        ("max_order_age_days", 1, 3660),
+    ):
+        if key in entry:
+            values[key] = _int_between(merchant_id, key, entry[key], low, high)
+    if "timezone" in entry:
+        values["timezone"] = _timezone(merchant_id, entry["timezone"])
+    if "language" in entry:
+        lang = str(entry["language"]).lower()
+        if not _LANGUAGE.match(lang):
+            raise ConfigError(f"merchant {merchant_id!r}: key 'language' must be an ISO 639-1 code")
+        values["language"] = lang
+    if entry.get("sftp") is not None:
+        values["sftp"] = _sftp(merchant_id, entry["sftp"])
+    return Merchant(**values)
+
+
+def _int_between(merchant_id: str, key: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(
+            f"merchant {merchant_id!r}: key {key!r} must be a whole number from {low} to {high}"
+        )
+    return value
+
+
+def _timezone(merchant_id: str, value: Any) -> str:
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(
+            f"merchant {merchant_id!r}: key 'timezone' is not a known time zone"
+        ) from exc
+    return str(value)
+
+
+def _sftp(merchant_id: str, value: Any) -> SftpSource:
+    if not isinstance(value, dict) or not value.get("conn_id") or not value.get("root"):
+        raise ConfigError(f"merchant {merchant_id!r}: key 'sftp' needs 'conn_id' and 'root'")
+    root = str(value["root"])
+    if not root.startswith("/") or ".." in root.split("/"):
+        raise ConfigError(f"merchant {merchant_id!r}: key 'sftp.root' must be an absolute path")
+    return SftpSource(conn_id=str(value["conn_id"]), root=root)

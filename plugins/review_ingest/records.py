@@ -1,0 +1,108 @@
+"""The values that travel between the stages of the pipeline."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+SOURCES = ("upload", "sftp", "backfill")
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One refused value of one row (``column`` is None for ``wrong_field_count``)."""
+
+    line: int
+    column: str | None
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    line: int
+    duplicate_of_line: int
+
+
+@dataclass(frozen=True)
+class ExistingProof:
+    order_ref: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a whole file was refused (section 2 of the contract)."""
+
+    code: str
+    message: str
+    existing_proofs: tuple[ExistingProof, ...] = ()
+
+
+@dataclass(frozen=True)
+class Record:
+    """One data row of a file: its first physical line and its trimmed values by column."""
+
+    line: int
+    values: dict[str, str]
+
+
+@dataclass
+class ReviewRequest:
+    """One row of ``review_requests``, before it is written."""
+
+    merchant_id: str
+    request_type: str  # "brand" or "product"
+    order_ref: str
+    id_product: str | None
+    email: str
+    firstname: str
+    lastname: str
+    language: str | None
+    shop_id: str | None
+    order_date: dt.date
+    scheduled_at: dt.datetime  # aware, UTC
+    name_product: str | None = None
+    url_product: str | None = None
+    url_image_product: str | None = None
+    gtin_ean: str | None = None
+    sku: str | None = None
+    brand_name: str | None = None
+
+
+@dataclass
+class ImportRecord:
+    """One row of ``imports``: every file seen, loaded or not."""
+
+    import_id: str
+    merchant_id: str
+    source: str
+    file_name: str
+    sha256: str
+    size_bytes: int
+    template: str | None
+    status: str  # "loaded", "rejected", "already_imported" (and "accepted" for dry runs)
+    rejection_code: str | None
+    received_at: dt.datetime
+    processed_at: dt.datetime
+    total_rows: int = 0
+    valid_rows: int = 0
+    error_rows: int = 0
+    duplicate_rows: int = 0
+    brand_requests: int = 0
+    product_requests: int = 0
+
+
+@dataclass
+class Outcome:
+    """Everything known about one processed file: the report is written from it."""
+
+    record: ImportRecord
+    rejection: Rejection | None = None
+    errors: list[RowError] = field(default_factory=list)
+    duplicates: list[Duplicate] = field(default_factory=list)
+    requests: list[ReviewRequest] = field(default_factory=list)
+    due_now: int = 0
+    suite: str | None = None
+    data_docs: str | None = None
+    earlier_import_id: str | None = None

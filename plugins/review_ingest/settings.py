@@ -1,0 +1,32 @@
+"""Where things are: every path and URL the pipeline reads from the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+INCLUDE_DIR = REPO_ROOT / "include"
+EXPECTATIONS_DIR = INCLUDE_DIR / "expectations"
+
+MAX_FILE_BYTES = 5 * 1024 * 1024
+DEFAULT_MIN_FILE_AGE_SECONDS = 120
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("REVIEW_INGEST_DATA_DIR") or REPO_ROOT / "data")
+
+
+def merchants_file() -> Path:
+    return Path(os.environ.get("REVIEW_INGEST_MERCHANTS") or INCLUDE_DIR / "merchants.yaml")
+
+
+def warehouse_url() -> str:
+    """The warehouse outside Airflow: ``$REVIEW_INGEST_WAREHOUSE_URL``, else SQLite in the data dir."""
+    return os.environ.get("REVIEW_INGEST_WAREHOUSE_URL") or f"sqlite:///{data_dir() / 'warehouse.db'}"
+
+
+def min_file_age_seconds() -> float:
+    return float(
+        os.environ.get("REVIEW_INGEST_MIN_FILE_AGE_SECONDS", DEFAULT_MIN_FILE_AGE_SECONDS)
+    )

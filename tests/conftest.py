@@ -1,0 +1,5 @@
+"""Shared fixtures: real servers live in tests/fixtures/, one module each."""
+
+pytest_plugins = [
+    "tests.fixtures.postgres",
+]
