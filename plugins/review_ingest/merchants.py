@@ -51,8 +51,22 @@ def default_merchant(template: str) -> Merchant:
     return Merchant(merchant_id="check", template=template)
 
 
-def load_merchants(path: Path) -> dict[str, Merchant]:
-    """Read and check the whole file; the first wrong key raises ConfigError."""
+@dataclass(frozen=True)
+class MerchantsFile:
+    """The merchants file as read: the merchants that are right, and what is wrong with the others.
+
+    One merchant's mistake must not stop the other merchants' files (contract section 6).
+    """
+
+    merchants: dict[str, Merchant]
+    problems: dict[str, str]
+
+
+def read_merchants(path: Path) -> MerchantsFile:
+    """Read the file; a merchant with a wrong key goes to ``problems``, naming merchant and key.
+
+    A file that cannot be read at all raises ConfigError.
+    """
     try:
         doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except FileNotFoundError as exc:
@@ -62,7 +76,22 @@ def load_merchants(path: Path) -> dict[str, Merchant]:
     entries = doc.get("merchants") if isinstance(doc, dict) else None
     if not isinstance(entries, dict):
         raise ConfigError(f"merchants file {path}: a top-level 'merchants:' mapping is required")
-    return {str(mid): parse_merchant(str(mid), entry) for mid, entry in entries.items()}
+    merchants: dict[str, Merchant] = {}
+    problems: dict[str, str] = {}
+    for mid, entry in entries.items():
+        try:
+            merchants[str(mid)] = parse_merchant(str(mid), entry)
+        except ConfigError as exc:
+            problems[str(mid)] = str(exc)
+    return MerchantsFile(merchants=merchants, problems=problems)
+
+
+def load_merchants(path: Path) -> dict[str, Merchant]:
+    """Every merchant of the file, or ConfigError for the first one that is wrong."""
+    read = read_merchants(path)
+    if read.problems:
+        raise ConfigError(next(iter(read.problems.values())))
+    return read.merchants
 
 
 def parse_merchant(merchant_id: str, entry: Any) -> Merchant:

@@ -106,3 +106,5 @@ class Outcome:
     suite: str | None = None
     data_docs: str | None = None
     earlier_import_id: str | None = None
+    #: The first line of each order reference of the file, for the existing-proofs check.
+    order_refs: dict[str, int] = field(default_factory=dict)

@@ -23,10 +23,10 @@ def merchants_file() -> Path:
 
 def warehouse_url() -> str:
     """The warehouse outside Airflow: ``$REVIEW_INGEST_WAREHOUSE_URL``, else SQLite in the data dir."""
-    return os.environ.get("REVIEW_INGEST_WAREHOUSE_URL") or f"sqlite:///{data_dir() / 'warehouse.db'}"
+    return (
+        os.environ.get("REVIEW_INGEST_WAREHOUSE_URL") or f"sqlite:///{data_dir() / 'warehouse.db'}"
+    )
 
 
 def min_file_age_seconds() -> float:
-    return float(
-        os.environ.get("REVIEW_INGEST_MIN_FILE_AGE_SECONDS", DEFAULT_MIN_FILE_AGE_SECONDS)
-    )
+    return float(os.environ.get("REVIEW_INGEST_MIN_FILE_AGE_SECONDS", DEFAULT_MIN_FILE_AGE_SECONDS))

@@ -1,0 +1,139 @@
+"""``review-ingest``: check or import one file, or migrate the warehouse, from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+from pathlib import Path
+
+from review_ingest import report, settings
+from review_ingest.merchants import ConfigError, read_merchants
+from review_ingest.records import SOURCES, Outcome
+from review_ingest.templates import TEMPLATES
+
+
+class UsageError(Exception):
+    """Exit 2 with a one-line message on standard error."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="review-ingest", description="Check or import merchants' order files."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="run every check that needs no warehouse; load nothing")
+    check.add_argument("file", type=Path)
+    check.add_argument("--template", required=True)
+    check.add_argument("--as-of", dest="as_of", help="the import's date, YYYY-MM-DD")
+    check.add_argument("--json", action="store_true", help="print only the JSON report")
+    imp = sub.add_parser("import", help="run the whole pipeline for one file")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--merchant", required=True)
+    imp.add_argument("--source", choices=SOURCES, default="upload")
+    imp.add_argument("--json", action="store_true", help="print only the JSON report")
+    sub.add_parser("migrate", help="create or upgrade the warehouse schema (Alembic)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
+    try:
+        if args.command == "check":
+            return _check(args)
+        if args.command == "import":
+            return _import(args)
+        return _migrate()
+    except (UsageError, ConfigError) as exc:
+        print(f"review-ingest: {exc}", file=sys.stderr)
+        return 2
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"file not found: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"not a file: {path}") from None
+
+
+def _check(args: argparse.Namespace) -> int:
+    if args.template not in TEMPLATES:
+        raise UsageError(
+            f"unknown template {args.template!r}: choose one of {', '.join(TEMPLATES)}"
+        )
+    as_of = None
+    if args.as_of:
+        try:
+            as_of = dt.date.fromisoformat(args.as_of)
+        except ValueError:
+            raise UsageError(f"--as-of must be a date YYYY-MM-DD, not {args.as_of!r}") from None
+    data = _read(args.file)
+    from review_ingest.pipeline import Ingest
+
+    outcome = Ingest(data_dir=settings.data_dir(), data_docs=False).check(
+        data, args.file.name, args.template, as_of
+    )
+    return _finish(outcome, args.json, reports=None)
+
+
+def _import(args: argparse.Namespace) -> int:
+    read = read_merchants(settings.merchants_file())
+    if args.merchant in read.problems:
+        raise UsageError(read.problems[args.merchant])
+    if args.merchant not in read.merchants:
+        raise UsageError(
+            f"unknown merchant {args.merchant!r}: it is not in {settings.merchants_file()}"
+        )
+    if not args.file.is_file():
+        raise UsageError(f"file not found: {args.file}")
+    from review_ingest.pipeline import Ingest
+
+    ingest = Ingest(
+        data_dir=settings.data_dir(),
+        merchants=read.merchants,
+        warehouse_url=settings.warehouse_url(),
+    )
+    outcome = ingest.import_file(args.file, args.merchant, args.source)
+    ingest.finish()
+    reports = settings.data_dir() / "reports" / args.merchant / outcome.record.import_id
+    return _finish(outcome, args.json, reports=reports)
+
+
+def _migrate() -> int:
+    from review_ingest import warehouse
+
+    warehouse.migrate(warehouse.engine_for(settings.warehouse_url()))
+    print("warehouse schema is up to date")
+    return 0
+
+
+def _finish(outcome: Outcome, as_json: bool, reports: Path | None) -> int:
+    if as_json:
+        print(json.dumps(report.to_dict(outcome), ensure_ascii=False))
+    else:
+        print(_summary(outcome, reports))
+    return 1 if outcome.record.status == "rejected" else 0
+
+
+def _summary(outcome: Outcome, reports: Path | None) -> str:
+    r = outcome.record
+    lines = [f"{r.file_name}: {r.status}"]
+    if outcome.rejection:
+        lines.append(f"  rejected ({outcome.rejection.code}): {outcome.rejection.message}")
+    lines.append(
+        f"  rows {r.total_rows}: {r.valid_rows} valid, {r.error_rows} with errors, "
+        f"{r.duplicate_rows} duplicates; requests: {r.brand_requests} brand, "
+        f"{r.product_requests} product, {outcome.due_now} due now"
+    )
+    for e in outcome.errors[:20]:
+        lines.append(f"  line {e.line} {e.column or '-'} {e.code}: {e.message}")
+    if len(outcome.errors) > 20:
+        lines.append(f"  ... and {len(outcome.errors) - 20} more errors (see the report)")
+    if reports:
+        lines.append(f"  report: {reports / 'report.html'}")
+    return "\n".join(lines)

@@ -1,0 +1,335 @@
+"""One file through every stage: read, check, compare with the warehouse, load, report.
+
+An ``Ingest`` holds what is costly to make (the Great Expectations context, the warehouse
+engine) and serves every file of a batch, so that a task over 200 files pays for them once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from review_ingest import orders, report, scheduling
+from review_ingest.merchants import Merchant, default_merchant
+from review_ingest.reading import FileRejected, read_file
+from review_ingest.records import ExistingProof, ImportRecord, Outcome, Rejection
+from review_ingest.templates import TEMPLATES
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from review_ingest.validation import Validation
+
+log = logging.getLogger(__name__)
+
+
+def new_import_id(now: dt.datetime) -> str:
+    """Sortable by time, unique: ``20261127T101500Z-1a2b3c4d``."""
+    return f"{now.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def as_of_noon(day: dt.date, merchant: Merchant) -> dt.datetime:
+    """``check --as-of``: the import time is 12:00 that day in the merchant's time zone."""
+    return dt.datetime.combine(day, dt.time(12), tzinfo=merchant.tz).astimezone(dt.UTC)
+
+
+@dataclass
+class Ingest:
+    """The pipeline for a batch of files. ``warehouse_url`` None means check only."""
+
+    data_dir: Path
+    merchants: dict[str, Merchant] = field(default_factory=dict)
+    warehouse_url: str | None = None
+    data_docs: bool = True
+    _validation: Validation | None = field(default=None, init=False, repr=False)
+    _engine: Engine | None = field(default=None, init=False, repr=False)
+    _pending_docs: list[Any] = field(default_factory=list, init=False, repr=False)
+
+    @property
+    def validation(self) -> Validation:
+        if self._validation is None:
+            from review_ingest.validation import Validation
+
+            docs = self.data_dir / "data_docs" if self.data_docs else None
+            results = self.data_dir / "gx" if self.data_docs else None
+            self._validation = Validation(docs_dir=docs, results_dir=results)
+        return self._validation
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            from review_ingest import warehouse
+
+            if self.warehouse_url is None:
+                raise RuntimeError("this Ingest was made for checks only: it has no warehouse")
+            self._engine = warehouse.engine_for(self.warehouse_url)
+            warehouse.migrate(self._engine)
+        return self._engine
+
+    def check(
+        self, data: bytes, file_name: str, template_id: str, as_of: dt.date | None = None
+    ) -> Outcome:
+        """``review-ingest check``: every check that needs no warehouse; nothing is loaded."""
+        merchant = default_merchant(template_id)
+        now = dt.datetime.now(dt.UTC)
+        if as_of is not None:
+            now = as_of_noon(as_of, merchant)
+        outcome = self._evaluate(data, file_name, merchant, "upload", now, now)
+        outcome.record.status = "rejected" if outcome.rejection else "accepted"
+        return outcome
+
+    def import_file(
+        self,
+        path: Path,
+        merchant_id: str,
+        source: str,
+        *,
+        dry_run: bool = False,
+        send_now: bool = False,
+        reports_root: Path | None = None,
+    ) -> Outcome:
+        """The whole pipeline for one file; writes its reports, leaves the file where it is."""
+        data = path.read_bytes()
+        now = dt.datetime.now(dt.UTC)
+        received = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
+        merchant = self.merchants.get(merchant_id)
+        if merchant is None:
+            outcome = _unknown_merchant(data, path.name, merchant_id, source, received, now)
+        else:
+            outcome = self._import(
+                data, path.name, merchant, source, received, now, dry_run, send_now
+            )
+        if not dry_run:
+            from review_ingest import warehouse
+
+            if outcome.record.status != "loaded":
+                warehouse.save(self.engine, outcome)
+        self.write_reports(outcome, reports_root)
+        log.info(
+            "merchant %s file %s: %s (import %s, %d rows, %d errors, %d duplicates)",
+            outcome.record.merchant_id,
+            outcome.record.file_name,
+            outcome.rejection.code if outcome.rejection else outcome.record.status,
+            outcome.record.import_id,
+            outcome.record.total_rows,
+            outcome.record.error_rows,
+            outcome.record.duplicate_rows,
+        )
+        return outcome
+
+    def _import(
+        self,
+        data: bytes,
+        file_name: str,
+        merchant: Merchant,
+        source: str,
+        received: dt.datetime,
+        now: dt.datetime,
+        dry_run: bool,
+        send_now: bool,
+    ) -> Outcome:
+        from review_ingest import warehouse
+
+        sha = hashlib.sha256(data).hexdigest()
+        earlier = warehouse.loaded_import(self.engine, merchant.merchant_id, sha)
+        if earlier is not None:
+            return _already_imported(data, file_name, merchant, source, received, now, earlier)
+        outcome = self._evaluate(
+            data, file_name, merchant, source, received, now, send_now=send_now
+        )
+        if outcome.rejection is None:
+            outcome.rejection = self._existing_proofs(outcome, merchant)
+        if outcome.rejection is not None:
+            _reject(outcome, outcome.rejection)
+        elif dry_run:
+            outcome.record.status = "accepted"
+        else:
+            self._load(outcome, merchant)
+        return outcome
+
+    def _load(self, outcome: Outcome, merchant: Merchant) -> None:
+        from review_ingest import warehouse
+
+        outcome.record.status = "loaded"
+        try:
+            warehouse.save(self.engine, outcome)
+        except warehouse.ProofConflict:
+            # Another file of this merchant loaded some of these orders since we looked.
+            rejection = self._existing_proofs(outcome, merchant)
+            _reject(outcome, rejection or Rejection("existing_proofs", "orders already loaded"))
+        except warehouse.AlreadyImported as exc:
+            outcome.record.status = "already_imported"
+            outcome.earlier_import_id = str(exc.args[0]) if exc.args else None
+            outcome.requests = []
+            outcome.errors = []
+            outcome.duplicates = []
+
+    def _existing_proofs(self, outcome: Outcome, merchant: Merchant) -> Rejection | None:
+        from review_ingest import warehouse
+
+        first_line = outcome.order_refs
+        known = warehouse.known_order_refs(self.engine, merchant.merchant_id, list(first_line))
+        if not known:
+            return None
+        proofs = tuple(
+            sorted((ExistingProof(ref, first_line[ref]) for ref in known), key=lambda p: p.line)
+        )
+        shown = ", ".join(f"{p.order_ref!r} (line {p.line})" for p in proofs[:5])
+        more = f" and {len(proofs) - 5} more" if len(proofs) > 5 else ""
+        return Rejection(
+            "existing_proofs",
+            f"{len(proofs)} order reference(s) of this file were already imported from an "
+            f"earlier file: {shown}{more}. Send only new orders.",
+            proofs,
+        )
+
+    def _evaluate(
+        self,
+        data: bytes,
+        file_name: str,
+        merchant: Merchant,
+        source: str,
+        received: dt.datetime,
+        now: dt.datetime,
+        *,
+        send_now: bool = False,
+    ) -> Outcome:
+        """Sections 1 to 4 without the warehouse: rejection, row errors, duplicates, requests."""
+        template = TEMPLATES[merchant.template]
+        record = ImportRecord(
+            import_id=new_import_id(now),
+            merchant_id=merchant.merchant_id,
+            source=source,
+            file_name=file_name,
+            sha256=hashlib.sha256(data).hexdigest(),
+            size_bytes=len(data),
+            template=template.id,
+            status="loaded",
+            rejection_code=None,
+            received_at=received,
+            processed_at=now,
+        )
+        outcome = Outcome(record=record, suite=template.id)
+        try:
+            parsed = read_file(data, template)
+        except FileRejected as exc:
+            _reject(outcome, exc.rejection)
+            return outcome
+        as_of = now.astimezone(merchant.tz).date()
+        checked = self.validation.check_rows(
+            parsed.records, template, merchant, as_of, run_name=record.import_id
+        )
+        if checked.result_id is not None:
+            self._pending_docs.append(checked.result_id)
+        outcome.data_docs = self.validation.index_page
+        rows = orders.sort_rows(
+            parsed.records, checked.errors + parsed.field_count_errors, template, merchant.tz
+        )
+        requests, due_now = scheduling.build_requests(rows.valid, template, merchant, now, send_now)
+        outcome.errors = rows.errors
+        outcome.duplicates = rows.duplicates
+        outcome.requests = requests
+        outcome.due_now = due_now
+        for rec in parsed.records:
+            ref = rec.values.get("order_ref", "")
+            if ref:
+                outcome.order_refs.setdefault(ref, rec.line)
+        record.total_rows = parsed.total_rows
+        record.valid_rows = len(rows.valid)
+        record.error_rows = len({e.line for e in rows.errors})
+        record.duplicate_rows = len(rows.duplicates)
+        record.brand_requests = sum(r.request_type == "brand" for r in requests)
+        record.product_requests = len(requests) - record.brand_requests
+        return outcome
+
+    def write_reports(self, outcome: Outcome, reports_root: Path | None = None) -> Path:
+        root = reports_root or self.data_dir / "reports"
+        return report.write(outcome, root / outcome.record.merchant_id / outcome.record.import_id)
+
+    def finish(self) -> None:
+        """Build the Data Docs of every validation of this batch, once."""
+        if self._pending_docs and self.data_docs:
+            self.validation.build_docs(self._pending_docs)
+        self._pending_docs = []
+
+
+def _reject(outcome: Outcome, rejection: Rejection) -> None:
+    outcome.rejection = rejection
+    outcome.record.status = "rejected"
+    outcome.record.rejection_code = rejection.code
+    outcome.requests = []
+    outcome.due_now = 0
+    outcome.record.brand_requests = outcome.record.product_requests = 0
+
+
+def _bare_record(
+    data: bytes,
+    file_name: str,
+    merchant_id: str,
+    template: str | None,
+    source: str,
+    received: dt.datetime,
+    now: dt.datetime,
+    status: str,
+) -> ImportRecord:
+    return ImportRecord(
+        import_id=new_import_id(now),
+        merchant_id=merchant_id,
+        source=source,
+        file_name=file_name,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
+        template=template,
+        status=status,
+        rejection_code=None,
+        received_at=received,
+        processed_at=now,
+    )
+
+
+def _unknown_merchant(
+    data: bytes,
+    file_name: str,
+    merchant_id: str,
+    source: str,
+    received: dt.datetime,
+    now: dt.datetime,
+) -> Outcome:
+    record = _bare_record(data, file_name, merchant_id, None, source, received, now, "rejected")
+    outcome = Outcome(record=record)
+    _reject(
+        outcome,
+        Rejection(
+            "unknown_merchant",
+            f"the folder {merchant_id!r} belongs to no configured merchant: "
+            "nothing was loaded (add the merchant to the merchants file and send the file again)",
+        ),
+    )
+    return outcome
+
+
+def _already_imported(
+    data: bytes,
+    file_name: str,
+    merchant: Merchant,
+    source: str,
+    received: dt.datetime,
+    now: dt.datetime,
+    earlier: str,
+) -> Outcome:
+    record = _bare_record(
+        data,
+        file_name,
+        merchant.merchant_id,
+        merchant.template,
+        source,
+        received,
+        now,
+        "already_imported",
+    )
+    return Outcome(record=record, suite=merchant.template, earlier_import_id=earlier)

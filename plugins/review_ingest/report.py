@@ -1,0 +1,174 @@
+"""The report of one file (contract section 5): ``report.json``, ``report.html``, ``errors.csv``."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from review_ingest.records import Outcome
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def to_dict(outcome: Outcome) -> dict[str, Any]:
+    """The JSON report, key for key as the contract shows it."""
+    rec = outcome.record
+    rejection = None
+    if outcome.rejection:
+        rejection = {"code": outcome.rejection.code, "message": outcome.rejection.message}
+    report: dict[str, Any] = {
+        "import_id": rec.import_id,
+        "merchant_id": rec.merchant_id,
+        "source": rec.source,
+        "file_name": rec.file_name,
+        "sha256": rec.sha256,
+        "size_bytes": rec.size_bytes,
+        "template": rec.template,
+        "status": rec.status,
+        "rejection": rejection,
+        "total_rows": rec.total_rows,
+        "valid_rows": rec.valid_rows,
+        "error_rows": rec.error_rows,
+        "duplicate_rows": rec.duplicate_rows,
+        "requests": {
+            "brand": rec.brand_requests,
+            "product": rec.product_requests,
+            "due_now": outcome.due_now,
+        },
+        "errors": [
+            {"line": e.line, "column": e.column, "code": e.code, "message": e.message}
+            for e in outcome.errors
+        ],
+        "duplicates": [
+            {"line": d.line, "duplicate_of_line": d.duplicate_of_line} for d in outcome.duplicates
+        ],
+        "existing_proofs": [
+            {"order_ref": p.order_ref, "line": p.line}
+            for p in (outcome.rejection.existing_proofs if outcome.rejection else ())
+        ],
+        "validation": {"suite": outcome.suite, "data_docs": outcome.data_docs},
+    }
+    if outcome.earlier_import_id:
+        report["earlier_import_id"] = outcome.earlier_import_id
+    return report
+
+
+def to_json(outcome: Outcome) -> str:
+    return json.dumps(to_dict(outcome), indent=2, ensure_ascii=False) + "\n"
+
+
+def _cell(value: object) -> str:
+    """A spreadsheet must not run a value as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def errors_csv(outcome: Outcome) -> str:
+    """``line;column;code;message``: the header line is there even when there is no error."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";", lineterminator="\n")
+    writer.writerow(["line", "column", "code", "message"])
+    for e in outcome.errors:
+        writer.writerow([_cell(e.line), _cell(e.column), _cell(e.code), _cell(e.message)])
+    return out.getvalue()
+
+
+def to_html(outcome: Outcome) -> str:
+    """A page a person reads: what happened, the counts, then the errors in a table."""
+    r = to_dict(outcome)
+    esc = html.escape
+    rows = "".join(
+        f"<tr><td>{e['line']}</td><td>{esc(e['column'] or '')}</td><td>{esc(e['code'])}</td>"
+        f"<td>{esc(e['message'])}</td></tr>"
+        for e in r["errors"]
+    )
+    dups = "".join(
+        f"<tr><td>{d['line']}</td><td>{d['duplicate_of_line']}</td></tr>" for d in r["duplicates"]
+    )
+    proofs = "".join(
+        f"<tr><td>{esc(p['order_ref'])}</td><td>{p['line']}</td></tr>" for p in r["existing_proofs"]
+    )
+    verdict = _verdict(r)
+    docs = r["validation"]["data_docs"]
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Import report: {esc(r["file_name"])}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem;color:#222}}
+table{{border-collapse:collapse;margin:.5rem 0 1.5rem}}
+td,th{{border:1px solid #ccc;padding:.3rem .6rem;text-align:left;vertical-align:top}}
+th{{background:#f3f3f3}} .status{{font-size:1.2rem;padding:.6rem;border-radius:4px}}
+.loaded,.accepted,.already_imported{{background:#e6f4ea}} .rejected{{background:#fce8e6}}
+</style></head><body>
+<h1>Import report: {esc(r["file_name"])}</h1>
+<p class="status {esc(r["status"])}">{esc(verdict)}</p>
+<table>
+<tr><th>Merchant</th><td>{esc(r["merchant_id"])}</td></tr>
+<tr><th>Template</th><td>{esc(r["template"] or "")}</td></tr>
+<tr><th>Source</th><td>{esc(r["source"])}</td></tr>
+<tr><th>Import</th><td>{esc(r["import_id"])}</td></tr>
+<tr><th>File</th><td>{r["size_bytes"]:,} bytes, SHA-256 {esc(r["sha256"])}</td></tr>
+</table>
+<h2>Rows</h2>
+<table>
+<tr><th>Total rows</th><td>{r["total_rows"]}</td></tr>
+<tr><th>Valid rows</th><td>{r["valid_rows"]}</td></tr>
+<tr><th>Rows with errors</th><td>{r["error_rows"]}</td></tr>
+<tr><th>Duplicate rows</th><td>{r["duplicate_rows"]}</td></tr>
+<tr><th>Brand review requests</th><td>{r["requests"]["brand"]}</td></tr>
+<tr><th>Product review requests</th><td>{r["requests"]["product"]}</td></tr>
+<tr><th>Of which due now</th><td>{r["requests"]["due_now"]}</td></tr>
+</table>
+{_section("Orders already imported", ["order_ref", "line"], proofs)}
+{_section(f"Errors ({len(r['errors'])})", ["line", "column", "code", "message"], rows)}
+{_section(f"Duplicates ({len(r['duplicates'])})", ["line", "same as line"], dups)}
+<p>{
+        'Validation details (Great Expectations Data Docs): <a href="'
+        + esc(docs)
+        + '">'
+        + esc(docs)
+        + "</a>"
+        if docs
+        else ""
+    }</p>
+</body></html>
+"""
+
+
+def _verdict(r: dict[str, Any]) -> str:
+    if r["status"] == "rejected":
+        return f"Rejected, nothing was loaded: {r['rejection']['message']}"
+    if r["status"] == "already_imported":
+        return "Already imported: these exact bytes were loaded before; nothing was loaded again."
+    verb = "Loaded" if r["status"] == "loaded" else "Accepted (check only, nothing loaded)"
+    return f"{verb}: {r['valid_rows']} of {r['total_rows']} rows."
+
+
+def _section(title: str, headers: list[str], rows: str) -> str:
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    return f"<h2>{html.escape(title)}</h2>\n<table><tr>{head}</tr>{rows}</table>"
+
+
+def write(outcome: Outcome, directory: Path) -> Path:
+    """Write the three report files into ``directory``, each atomically; return the folder."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in (
+        ("report.json", to_json(outcome)),
+        ("report.html", to_html(outcome)),
+        ("errors.csv", errors_csv(outcome)),
+    ):
+        _write_atomic(directory / name, text)
+    return directory
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

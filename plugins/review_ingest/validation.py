@@ -1,0 +1,210 @@
+"""Row checks with Great Expectations: the template's saved suite, run on one file's records.
+
+Great Expectations and pandas are imported when a ``Validation`` is made, once per process or
+task, never when a DAG file is parsed. One ``Validation`` serves every file of a batch; Data Docs
+are built once per batch for all of its files.
+
+Results use the COMPLETE format with ``exclude_unexpected_values``: failing rows come back as
+their line numbers (the frame's index) and never with their values, so e-mails and names stay out
+of the stored results and the Data Docs, and an all-bad file stays small.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from review_ingest import rules
+from review_ingest.merchants import Merchant
+from review_ingest.records import Record, RowError
+from review_ingest.settings import EXPECTATIONS_DIR
+from review_ingest.suites import suite_path
+from review_ingest.templates import Template
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+RESULT_FORMAT = {
+    "result_format": "COMPLETE",
+    "exclude_unexpected_values": True,
+    "partial_unexpected_count": 0,
+    "return_unexpected_index_query": False,
+}
+_RANK = {code: rank for rank, code in enumerate(rules.PRIORITY)}
+
+
+@dataclass(frozen=True)
+class RowCheck:
+    """What the suite found in one file: one error per refused (line, column)."""
+
+    errors: list[RowError]
+    result_id: Any | None
+
+
+class Validation:
+    """A Great Expectations context with the four suites, its results and Data Docs on disk."""
+
+    def __init__(
+        self,
+        docs_dir: Path | None,
+        results_dir: Path | None,
+        suites_dir: Path = EXPECTATIONS_DIR,
+    ):
+        """Without ``docs_dir`` no Data Docs are built; without ``results_dir`` results stay in
+        memory (``check``)."""
+        _quiet_gx_logs()
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import (
+            DataContextConfig,
+            InMemoryStoreBackendDefaults,
+            ProgressBarsConfig,
+        )
+
+        self._gx = gx
+        self.docs_dir = docs_dir
+        config = DataContextConfig(
+            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+            analytics_enabled=False,
+            progress_bars=ProgressBarsConfig(globally=False),
+        )
+        if results_dir is not None:
+            config.stores["validation_results_store"] = {
+                "class_name": "ValidationResultsStore",
+                "store_backend": _filesystem(results_dir),
+            }
+        config.data_docs_sites = {}
+        if docs_dir is not None:
+            config.data_docs_sites["local_site"] = {
+                "class_name": "SiteBuilder",
+                "show_how_to_buttons": False,
+                "store_backend": _filesystem(docs_dir),
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            }
+        self.context = gx.get_context(project_config=config, mode="ephemeral")
+        source = self.context.data_sources.add_pandas("order_files")
+        self._definitions: dict[str, Any] = {}
+        self._suites_dir = suites_dir
+        self._source = source
+
+    def _definition(self, template_id: str) -> Any:
+        """The ValidationDefinition of a template: its saved suite on a DataFrame asset."""
+        if template_id not in self._definitions:
+            gx = self._gx
+            saved = json.loads(suite_path(template_id, self._suites_dir).read_text("utf-8"))
+            suite = self.context.suites.add(gx.ExpectationSuite(**saved))
+            asset = self._source.add_dataframe_asset(template_id)
+            batch = asset.add_batch_definition_whole_dataframe(f"{template_id}_file")
+            self._definitions[template_id] = self.context.validation_definitions.add(
+                gx.ValidationDefinition(name=template_id, data=batch, suite=suite)
+            )
+        return self._definitions[template_id]
+
+    def check_rows(
+        self,
+        records: list[Record],
+        template: Template,
+        merchant: Merchant,
+        as_of: dt.date,
+        run_name: str,
+    ) -> RowCheck:
+        """Validate the records of one file; return their errors, worst code per value."""
+        if not records:
+            return RowCheck(errors=[], result_id=None)
+        from great_expectations.core.run_identifier import RunIdentifier
+        from great_expectations.data_context.types.resource_identifiers import (
+            ExpectationSuiteIdentifier,
+            ValidationResultIdentifier,
+        )
+
+        frame = build_frame(records, template, merchant)
+        result = self._definition(template.id).run(
+            batch_parameters={"dataframe": frame},
+            expectation_parameters={
+                "as_of_day": as_of.toordinal(),
+                "oldest_day": as_of.toordinal() - merchant.max_order_age_days,
+            },
+            result_format=RESULT_FORMAT,
+            run_id=RunIdentifier(run_name=run_name),
+        )
+        result_id = ValidationResultIdentifier(
+            expectation_suite_identifier=ExpectationSuiteIdentifier(name=template.id),
+            run_id=result.meta["run_id"],
+            batch_identifier=result.batch_id,
+        )
+        return RowCheck(errors=_row_errors(result, records), result_id=result_id)
+
+    def build_docs(self, result_ids: list[Any]) -> dict[Any, str]:
+        """Build the Data Docs pages of these validations (and the index); return each page."""
+        ids = [r for r in result_ids if r is not None]
+        if not ids or self.docs_dir is None:
+            return {}
+        self.context.build_data_docs(resource_identifiers=ids)
+        pages = {}
+        for result_id in ids:
+            urls = self.context.get_docs_sites_urls(resource_identifier=result_id)
+            pages[result_id] = urls[0]["site_url"].removeprefix("file://") if urls else ""
+        return pages
+
+    @property
+    def index_page(self) -> str | None:
+        return str(self.docs_dir / "index.html") if self.docs_dir else None
+
+
+def _filesystem(directory: Path) -> dict[str, str]:
+    return {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(directory)}
+
+
+def _quiet_gx_logs() -> None:
+    """Great Expectations logs hundreds of info lines at import under Airflow's log config."""
+    for name in ("great_expectations", "great_expectations._docs_decorators"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def build_frame(records: list[Record], template: Template, merchant: Merchant) -> pd.DataFrame:
+    """The file's values by column (empty = null), indexed by line, with the derived columns."""
+    import pandas as pd
+
+    data: dict[str, list[Any]] = {
+        column: [r.values.get(column) or None for r in records] for column in template.columns
+    }
+    dates = [rules.parse_order_date(v, merchant.tz) if v else None for v in data["order_date"]]
+    data["email__valid"] = [rules.is_valid_email(v) if v else None for v in data["email"]]
+    data["order_date__valid"] = [
+        (d is not None) if v else None for v, d in zip(data["order_date"], dates, strict=True)
+    ]
+    frame = pd.DataFrame(data, index=pd.Index([r.line for r in records]), dtype="object")
+    frame["order_date__day"] = pd.array(
+        [d.date().toordinal() if d else None for d in dates], dtype="Int64"
+    )
+    return frame
+
+
+def _row_errors(result: Any, records: list[Record]) -> list[RowError]:
+    by_line = {r.line: r for r in records}
+    worst: dict[tuple[int, str], str] = {}
+    for outcome in result.results:
+        meta = outcome.expectation_config.meta or {}
+        if outcome.exception_info and outcome.exception_info.get("raised_exception"):
+            raise RuntimeError(
+                f"expectation {outcome.expectation_config.type} on {meta.get('column')} failed "
+                f"to run: {outcome.exception_info.get('exception_message')}"
+            )
+        if meta.get("code") == "header" and not outcome.success:
+            raise RuntimeError("the validation frame does not match its suite's columns")
+        if outcome.success or meta.get("code") == "header":
+            continue
+        code, column = meta["code"], meta["column"]
+        for line in outcome.result.get("unexpected_index_list") or ():
+            key = (int(line), column)
+            if key not in worst or _RANK[code] < _RANK[worst[key]]:
+                worst[key] = code
+    return [
+        RowError(line, column, code, rules.message(code, column, by_line[line].values.get(column)))
+        for (line, column), code in sorted(worst.items(), key=lambda item: item[0])
+    ]
