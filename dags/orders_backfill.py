@@ -1,0 +1,62 @@
+"""
+### orders_backfill
+
+Manual only: a one-time import of one merchant's file, for example the last three months of
+orders. It takes `<data>/uploads/<merchant_id>/<file>` (or `<root>/orders/<file>` on the
+merchant's SFTP server) and touches no other file. Loaded, the import is recorded with source
+`backfill` and the file moves like any other.
+
+Params: `merchant_id`, `file`, `source` (`upload` or `sftp`), `dry_run` (check and report, load
+nothing, move nothing: on by default), `send_now` (treat every delay as 0).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, get_current_context, task
+
+
+@dag(
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["review-ingest", "backfill"],
+    default_args={"owner": "data-eng", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    doc_md=__doc__,
+    params={
+        "merchant_id": Param("", type="string", title="Merchant id",
+                             description="As in include/merchants.yaml", minLength=1),
+        "file": Param("", type="string", title="File name",
+                      description="The bare name of the file in the merchant's folder",
+                      minLength=1),
+        "source": Param("upload", type="string", enum=["upload", "sftp"], title="Source",
+                        description="upload: <data>/uploads/<merchant_id>/; "
+                        "sftp: <root>/orders/ on the merchant's SFTP server"),
+        "dry_run": Param(True, type="boolean", title="Dry run",
+                         description="Check and report only: load nothing, move nothing"),
+        "send_now": Param(False, type="boolean", title="Send now",
+                          description="Treat every delay and delay_product as 0"),
+    },
+)
+def orders_backfill():
+    @task
+    def import_backfill_file() -> dict:
+        from review_ingest import runs, settings
+        from review_ingest.connections import warehouse_url_in_airflow
+        from review_ingest.merchants import read_merchants
+
+        merchants = read_merchants(settings.merchants_file()).merchants
+        request = runs.BackfillRequest.from_params(dict(get_current_context()["params"]),
+                                                   merchants)
+        if request.source == "sftp":
+            from review_ingest import sftp_pickup
+
+            return sftp_pickup.backfill_sftp(request, warehouse_url_in_airflow())
+        return runs.backfill_upload(request, warehouse_url_in_airflow())
+
+    import_backfill_file()
+
+
+orders_backfill()

@@ -1,0 +1,68 @@
+"""
+### orders_upload_ingest
+
+Every 10 minutes, every complete order file in `<data>/uploads/<merchant_id>/` is checked,
+loaded as review requests, reported on, and moved to `processed/` or `rejected/`.
+
+- **check_configuration** fails, naming merchant and key, when `include/merchants.yaml` is
+  wrong; the other merchants' files are processed all the same.
+- **list_new_files** splits the ready files into batches, one mapped task each.
+- **ingest_batch** runs the pipeline of `review_ingest` on its files (one warehouse transaction
+  per file). A rejected file is a normal outcome; the task fails only when a file could not be
+  processed, and says which merchant and file.
+- **summarize** logs one line per file and the run's totals.
+
+Reports: `<data>/reports/<merchant_id>/<import_id>/report.html`; Data Docs: `<data>/data_docs/`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import dag, task
+
+POOL = os.environ.get("REVIEW_INGEST_WAREHOUSE_POOL", "default_pool")
+
+
+@dag(
+    schedule="*/10 * * * *",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["review-ingest", "upload"],
+    default_args={"owner": "data-eng", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    doc_md=__doc__,
+)
+def orders_upload_ingest():
+    @task
+    def check_configuration() -> dict:
+        from review_ingest import runs
+
+        return runs.check_configuration()
+
+    @task
+    def list_new_files() -> list[list[dict]]:
+        from review_ingest import runs
+
+        return runs.plan_upload_batches()
+
+    @task(pool=POOL, max_active_tis_per_dagrun=8)
+    def ingest_batch(batch: list[dict]) -> list[dict]:
+        from review_ingest import runs
+        from review_ingest.connections import warehouse_url_in_airflow
+
+        return runs.ingest_uploads(batch, warehouse_url_in_airflow())
+
+    @task(trigger_rule="all_done")
+    def summarize(results: list[list[dict]]) -> dict:
+        from review_ingest import runs
+
+        return runs.log_summary(list(results))
+
+    check_configuration()
+    summarize(ingest_batch.expand(batch=list_new_files()))
+
+
+orders_upload_ingest()

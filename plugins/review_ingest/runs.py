@@ -1,0 +1,181 @@
+"""What each DAG task does, as plain functions the DAG files wire together.
+
+Tasks exchange small JSON values only (paths as strings, per-file summaries); rows go through
+files and the warehouse.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from review_ingest import folders, settings
+from review_ingest.merchants import ConfigError, Merchant, read_merchants
+from review_ingest.records import Outcome
+
+log = logging.getLogger(__name__)
+
+#: Enough files per task that Great Expectations' import is paid rarely; few enough batches
+#: to stay far under Airflow's limit on mapped tasks.
+BATCH_SIZE = 25
+MAX_BATCHES = 64
+
+
+class BatchFailed(RuntimeError):
+    """Some files of a batch could not be processed; the others were. Names each one."""
+
+
+def check_configuration() -> dict[str, Any]:
+    """Fail, naming merchant and key, when the merchants file holds a mistake."""
+    read = read_merchants(settings.merchants_file())
+    if read.problems:
+        raise ConfigError("; ".join(read.problems.values()))
+    return {"merchants": sorted(read.merchants)}
+
+
+def plan_upload_batches(
+    batch_size: int = BATCH_SIZE, max_batches: int = MAX_BATCHES
+) -> list[list[dict[str, str]]]:
+    """The ready upload files, split into batches for mapped tasks."""
+    pending = folders.ready_uploads(settings.data_dir(), settings.min_file_age_seconds())
+    items = [{"merchant_id": p.merchant_id, "path": str(p.path)} for p in pending]
+    log.info("%d file(s) ready in %s", len(items), settings.data_dir() / "uploads")
+    return split(items, batch_size, max_batches)
+
+
+def split(items: list[Any], batch_size: int, max_batches: int) -> list[list[Any]]:
+    if not items:
+        return []
+    size = max(batch_size, math.ceil(len(items) / max_batches))
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def ingest_uploads(batch: list[dict[str, str]], warehouse_url: str) -> list[dict[str, Any]]:
+    """Process a batch of upload files; one file's failure never stops the others."""
+    from review_ingest.pipeline import Ingest
+
+    read = read_merchants(settings.merchants_file())
+    ingest = Ingest(settings.data_dir(), read.merchants, warehouse_url)
+    summaries: list[dict[str, Any]] = []
+    failures: list[str] = []
+    for item in batch:
+        merchant_id, path = item["merchant_id"], Path(item["path"])
+        if merchant_id in read.problems:
+            log.warning("merchant %s: configuration error, file %s left in place", merchant_id,
+                        path.name)
+            continue
+        if not path.exists():
+            log.info("merchant %s file %s: already taken by another run", merchant_id, path.name)
+            continue
+        try:
+            outcome = ingest.import_file(path, merchant_id, "upload")
+            moved = folders.move_after(
+                path, settings.data_dir(), merchant_id, outcome.record.status,
+                outcome.record.import_id,
+            )
+            summaries.append(summary(outcome, ingest, moved))
+        except Exception as exc:  # noqa: BLE001 - one file must not stop the others
+            failures.append(f"merchant {merchant_id} file {path.name}: {describe(exc)}")
+            log.error("merchant %s file %s failed: %s", merchant_id, path.name, describe(exc))
+    ingest.finish()
+    if failures:
+        raise BatchFailed(f"{len(failures)} file(s) failed: " + " | ".join(failures))
+    return summaries
+
+
+def summary(outcome: Outcome, ingest: Any, moved: Path | None) -> dict[str, Any]:
+    """What a run shows of one file: small enough for XCom."""
+    rec = outcome.record
+    return {
+        "merchant_id": rec.merchant_id,
+        "file_name": rec.file_name,
+        "import_id": rec.import_id,
+        "status": rec.status,
+        "rejection": outcome.rejection.code if outcome.rejection else None,
+        "total_rows": rec.total_rows,
+        "valid_rows": rec.valid_rows,
+        "error_rows": rec.error_rows,
+        "duplicate_rows": rec.duplicate_rows,
+        "brand_requests": rec.brand_requests,
+        "product_requests": rec.product_requests,
+        "report": str(ingest.data_dir / "reports" / rec.merchant_id / rec.import_id),
+        "moved_to": str(moved) if moved else None,
+    }
+
+
+def describe(exc: BaseException) -> str:
+    """An exception for a log line: database errors may quote a row (e-mails), so they are
+    named by class and SQLSTATE only."""
+    orig = getattr(exc, "orig", None)
+    if orig is not None:
+        state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        return f"{type(exc).__name__} ({type(orig).__name__}, SQLSTATE {state})"
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
+def log_summary(results: list[list[dict[str, Any]]]) -> dict[str, int]:
+    """One line per file, then the totals of the run."""
+    flat = [item for batch in results or [] for item in batch or []]
+    totals = {"files": len(flat), "loaded": 0, "rejected": 0, "already_imported": 0,
+              "accepted": 0}
+    for item in flat:
+        totals[item["status"]] = totals.get(item["status"], 0) + 1
+        log.info(
+            "%s/%s: %s%s, %s rows (%s valid, %s errors, %s duplicates), report %s",
+            item["merchant_id"], item["file_name"], item["status"],
+            f" ({item['rejection']})" if item["rejection"] else "", item["total_rows"],
+            item["valid_rows"], item["error_rows"], item["duplicate_rows"], item["report"],
+        )
+    log.info("run totals: %s", totals)
+    return totals
+
+
+@dataclass(frozen=True)
+class BackfillRequest:
+    """The Params of ``orders_backfill``, checked before anything is touched."""
+
+    merchant_id: str
+    file: str
+    source: str = "upload"
+    dry_run: bool = True
+    send_now: bool = False
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], merchants: dict[str, Merchant]) -> BackfillRequest:
+        merchant_id = str(params.get("merchant_id") or "").strip()
+        if merchant_id not in merchants:
+            raise ValueError(f"orders_backfill: unknown merchant_id {merchant_id!r}")
+        file = folders.safe_name(str(params.get("file") or "").strip())
+        source = str(params.get("source") or "upload")
+        if source not in ("upload", "sftp"):
+            raise ValueError(f"orders_backfill: source must be upload or sftp, not {source!r}")
+        if source == "sftp" and merchants[merchant_id].sftp is None:
+            raise ValueError(f"orders_backfill: merchant {merchant_id!r} has no sftp block")
+        return cls(merchant_id, file, source, bool(params.get("dry_run")),
+                   bool(params.get("send_now")))
+
+
+def backfill_upload(request: BackfillRequest, warehouse_url: str) -> dict[str, Any]:
+    """Import one named file of a merchant's upload folder, with source ``backfill``."""
+    from review_ingest.pipeline import Ingest
+
+    path = folders.upload_path(settings.data_dir(), request.merchant_id, request.file)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"orders_backfill: merchant {request.merchant_id!r} has no file {request.file!r} "
+            f"in {path.parent}"
+        )
+    merchants = read_merchants(settings.merchants_file()).merchants
+    ingest = Ingest(settings.data_dir(), merchants, warehouse_url)
+    outcome = ingest.import_file(
+        path, request.merchant_id, "backfill", dry_run=request.dry_run, send_now=request.send_now
+    )
+    ingest.finish()
+    moved = None
+    if not request.dry_run:
+        moved = folders.move_after(path, settings.data_dir(), request.merchant_id,
+                                   outcome.record.status, outcome.record.import_id)
+    return summary(outcome, ingest, moved)
