@@ -65,7 +65,10 @@ def connect(conn_id: str, *, conn_retry_attempts: int = 3) -> Iterator[SFTPClien
     """
     from airflow.providers.sftp.hooks.sftp import SFTPHook
 
-    hook = SFTPHook(ssh_conn_id=conn_id, conn_retry_attempts=conn_retry_attempts)
+    try:
+        hook = SFTPHook(ssh_conn_id=conn_id, conn_retry_attempts=conn_retry_attempts)
+    except Exception as exc:  # unknown connection, unreadable host_key...
+        raise TransportError(f"SFTP connection {conn_id!r}: {_describe(exc)}") from exc
     if hook.no_host_key_check or hook.allow_host_key_change or hook.host_key is None:
         raise TransportError(
             f"SFTP connection {conn_id!r} must pin the server's host_key "
@@ -146,11 +149,11 @@ def publish(
     ``<final>.errors.csv`` are written first (each to a hidden temporary name, then renamed, so
     a merchant never reads half a report), the move comes last.
 
-    Idempotent: when ``name`` is no longer in the inbox (a re-run after the move), the copy
-    of that name in ``<outcome>/`` (``orders.csv``, ``orders.<n>.csv``) that has both reports
-    and ``size`` bytes when given, the most recently reported one, is returned untouched;
-    without such a copy this raises TransportError. Run one publisher per inbox at a time: two
-    publishing the same name at once could write their reports over each other's.
+    Idempotent: when ``name`` is no longer in the inbox (a re-run after the move), nothing is
+    written and the path of the published copy is returned: among ``<outcome>/orders.csv``,
+    ``orders.<n>.csv`` with both reports (and of ``size`` bytes, when given), the one whose
+    report is newest. Without such a copy this raises TransportError. Run one publisher per
+    inbox at a time: two publishing the same name at once could write over each other's reports.
     """
     check_name(inbox, name)
     if outcome not in OUTCOMES:
@@ -281,7 +284,7 @@ def _move(sftp: SFTPClient, inbox: str, name: str, source: str, target: str) -> 
     try:
         sftp.rename(source, target)
         return True
-    except OSError as exc:
+    except Exception as exc:
         if _exists(sftp, inbox, name, target):
             return False
         raise TransportError(
@@ -324,7 +327,7 @@ def _ensure_folder(sftp: SFTPClient, inbox: str, name: str, folder: str) -> None
     try:
         sftp.mkdir(folder, DIR_MODE)
         sftp.chmod(folder, DIR_MODE)  # mkdir's mode goes through the server's umask
-    except OSError as exc:
+    except Exception as exc:
         if not _exists(sftp, inbox, name, folder):  # not created by a concurrent run either
             raise TransportError(
                 f"SFTP inbox {inbox}, file {name!r}: cannot create {folder}/: {_describe(exc)}"
