@@ -1,0 +1,12 @@
+# Sourced by the scripts: a project-local Airflow (SQLite metadata database in .airflow/).
+# Paths are absolute so that Airflow finds the DAGs and plugins from any working directory.
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export AIRFLOW_HOME=${AIRFLOW_HOME:-$REPO_ROOT/.airflow}
+export AIRFLOW__CORE__DAGS_FOLDER=$REPO_ROOT/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER=$REPO_ROOT/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__CORE__UNIT_TEST_MODE=${AIRFLOW__CORE__UNIT_TEST_MODE:-False}
+export AIRFLOW__LOGGING__LOGGING_LEVEL=${AIRFLOW__LOGGING__LOGGING_LEVEL:-INFO}
+export REVIEW_INGEST_DATA_DIR=${REVIEW_INGEST_DATA_DIR:-$REPO_ROOT/data}
+export REVIEW_INGEST_MERCHANTS=${REVIEW_INGEST_MERCHANTS:-$REPO_ROOT/include/merchants.yaml}
+export PATH=$REPO_ROOT/.venv/bin:$PATH
