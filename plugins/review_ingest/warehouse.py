@@ -1,0 +1,271 @@
+"""The warehouse: engines, schema migrations, and the one-transaction load of a processed file.
+
+Any SQLAlchemy URL works (contract section 7). On PostgreSQL through psycopg 3, requests and
+errors are streamed with COPY; elsewhere they go through executemany.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import logging
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import fields
+from operator import attrgetter
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from psycopg import sql
+from sqlalchemy import Connection, Engine, Table, create_engine, event, func, insert, select
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from review_ingest import records
+from review_ingest.models import ImportErrorRow, ImportRow, ReviewRequestRow, to_utc
+
+log = logging.getLogger(__name__)
+
+VERSION_TABLE = "review_ingest_alembic_version"  # not alembic_version: Airflow's own table
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# Any bigint will do, as long as every process that migrates uses the same one.
+MIGRATION_LOCK_KEY = 0x5265766965770001
+# SQLite before 3.32 allowed 999 bound parameters per statement.
+IN_CHUNK = 900
+SQLITE_BUSY_TIMEOUT_SECONDS = 60
+
+_REQUEST_FIELDS = tuple(f.name for f in fields(records.ReviewRequest) if f.name != "scheduled_at")
+_request_values = attrgetter(*_REQUEST_FIELDS)
+REQUEST_COLUMNS = ("import_id", "status", "created_at", "scheduled_at", *_REQUEST_FIELDS)
+ERROR_COLUMNS = ("import_id", "line", "column_name", "code", "message")
+
+
+class ProofConflict(Exception):
+    """Another file of the merchant loaded one of these order_refs first; nothing was written."""
+
+
+class AlreadyImported(Exception):
+    """The same bytes were already loaded for this merchant, as import ``import_id``."""
+
+    def __init__(self, import_id: str) -> None:
+        super().__init__(f"these bytes were already loaded as import {import_id}")
+        self.import_id = import_id
+
+
+@functools.cache
+def engine_for(url: str) -> Engine:
+    """The engine of a warehouse URL, one per URL and process."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() in ("postgres", "postgresql"):
+        # save() streams with psycopg 3's COPY, whatever driver the URL names.
+        return create_engine(parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed)
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    database = _sqlite_file(url)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)  # an empty data folder works
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """Foreign keys are off by default in SQLite; WAL lets readers run while a file loads."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.close()
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    """The database file of a SQLite URL; None in memory or for ``file:`` URIs."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the latest revision (an empty database works).
+
+    Cheap when already there. Concurrent callers queue on a lock (an advisory lock on
+    PostgreSQL, a lock file next to a SQLite database): the first one migrates, the next ones
+    then find the schema up to date.
+    """
+    if set(_schema_revisions(engine)) == set(_head_revisions()):
+        return
+    with _migration_lock(engine) as connection:
+        config = _alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def _schema_revisions(engine: Engine) -> tuple[str, ...]:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        return context.get_current_heads()
+
+
+@functools.cache
+def _head_revisions() -> tuple[str, ...]:
+    return ScriptDirectory.from_config(_alembic_config()).get_heads()
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    return config
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction that only one migrating process holds at a time."""
+    with ExitStack() as stack:
+        database = _sqlite_file(engine.url) if engine.dialect.name == "sqlite" else None
+        if database is not None:
+            lock_file = stack.enter_context(open(f"{database}.migrate-lock", "a"))
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+        connection = stack.enter_context(engine.begin())
+        if engine.dialect.name == "postgresql":
+            # Released by the commit or rollback, or when the process dies.
+            connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+        yield connection
+
+
+def loaded_import(engine: Engine, merchant_id: str, sha256: str) -> str | None:
+    """The import that already loaded these bytes for this merchant, if any."""
+    query = select(ImportRow.import_id).where(
+        ImportRow.merchant_id == merchant_id,
+        ImportRow.sha256 == sha256,
+        ImportRow.status == "loaded",
+    )
+    with engine.connect() as connection:
+        return connection.scalar(query)
+
+
+def known_order_refs(engine: Engine, merchant_id: str, order_refs: Collection[str]) -> set[str]:
+    """Those of ``order_refs`` that already have a request of this merchant."""
+    refs = sorted(set(order_refs))
+    known: set[str] = set()
+    with engine.connect() as connection:
+        for start in range(0, len(refs), IN_CHUNK):
+            query = (
+                select(ReviewRequestRow.order_ref)
+                .distinct()
+                .where(
+                    ReviewRequestRow.merchant_id == merchant_id,
+                    ReviewRequestRow.order_ref.in_(refs[start : start + IN_CHUNK]),
+                )
+            )
+            known.update(connection.scalars(query))
+    return known
+
+
+def save(engine: Engine, outcome: records.Outcome) -> None:
+    """Write a processed file in one transaction: its imports row, requests and errors.
+
+    Raises AlreadyImported when these bytes were loaded for the merchant meanwhile, and
+    ProofConflict when another file of the merchant loaded one of its order_refs meanwhile;
+    then nothing is written.
+    """
+    record = outcome.record
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(ImportRow), [_import_values(record)])
+            _write_requests(connection, record, outcome.requests)
+            _write(connection, ImportErrorRow.__table__, ERROR_COLUMNS, _error_rows(outcome))
+    except IntegrityError as exc:
+        if not (_is_unique_violation(exc) and record.status == "loaded"):
+            raise
+        earlier = loaded_import(engine, record.merchant_id, record.sha256)
+        if earlier is None:
+            raise
+        raise AlreadyImported(earlier) from exc
+    log.info(
+        "import %s saved: %s, %d requests, %d errors",
+        record.import_id,
+        record.status,
+        len(outcome.requests),
+        len(outcome.errors),
+    )
+
+
+def _import_values(record: records.ImportRecord) -> dict[str, Any]:
+    return {column.key: getattr(record, column.key) for column in ImportRow.__table__.columns}
+
+
+def _write_requests(
+    connection: Connection, record: records.ImportRecord, requests: Sequence[records.ReviewRequest]
+) -> None:
+    rows = [
+        (record.import_id, "scheduled", record.processed_at, to_utc(r.scheduled_at))
+        + _request_values(r)
+        for r in requests
+    ]
+    # The same insertion order in every process: two concurrent files with common order_refs
+    # then wait for each other on the unique index instead of deadlocking.
+    rows.sort(key=_proof_key)
+    try:
+        _write(connection, ReviewRequestRow.__table__, REQUEST_COLUMNS, rows)
+    except (DBAPIError, psycopg.Error) as exc:
+        if _is_unique_violation(exc):
+            raise ProofConflict(
+                f"another file of merchant {record.merchant_id} loaded some of these order_refs"
+            ) from exc
+        raise
+
+
+_ORDER_REF = REQUEST_COLUMNS.index("order_ref")
+_REQUEST_TYPE = REQUEST_COLUMNS.index("request_type")
+_ID_PRODUCT = REQUEST_COLUMNS.index("id_product")
+
+
+def _proof_key(row: tuple[Any, ...]) -> tuple[str, str, str]:
+    return row[_ORDER_REF], row[_REQUEST_TYPE], row[_ID_PRODUCT] or ""
+
+
+def _error_rows(outcome: records.Outcome) -> list[tuple[Any, ...]]:
+    import_id = outcome.record.import_id
+    return [(import_id, e.line, e.column, e.code, e.message) for e in outcome.errors]
+
+
+def _write(
+    connection: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Insert ``rows`` into ``table``: COPY with psycopg 3, executemany with other drivers."""
+    if not rows:
+        return
+    if connection.dialect.driver == "psycopg":
+        _copy(connection, table, columns, rows)
+    else:
+        connection.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
+
+
+def _copy(
+    connection: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """COPY on the psycopg connection under ``connection``: same transaction as the rest."""
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    driver_connection: psycopg.Connection[Any] = connection.connection.driver_connection
+    with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _is_unique_violation(exc: BaseException) -> bool:
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    return (
+        isinstance(cause, psycopg.errors.UniqueViolation)
+        or getattr(cause, "sqlite_errorname", None) == "SQLITE_CONSTRAINT_UNIQUE"
+    )

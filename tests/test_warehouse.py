@@ -1,0 +1,563 @@
+"""The warehouse on a real SQLite file and a real PostgreSQL database (contract section 4)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from review_ingest import warehouse
+from review_ingest.models import Base, ImportErrorRow, ImportRow, ReviewRequestRow
+from review_ingest.records import ImportRecord, Outcome, ReviewRequest, RowError
+from review_ingest.warehouse import (
+    AlreadyImported,
+    ProofConflict,
+    engine_for,
+    known_order_refs,
+    loaded_import,
+    migrate,
+    save,
+)
+from sqlalchemy import Engine, String, cast, func, insert, inspect, select, text
+from sqlalchemy.exc import IntegrityError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PARIS = ZoneInfo("Europe/Paris")
+PROCESSED_AT = dt.datetime(2026, 3, 10, 11, 30, tzinfo=dt.UTC)
+TABLES = {"imports", "review_requests", "import_errors"}
+
+
+# --- builders ------------------------------------------------------------------------------
+
+
+def import_record(
+    import_id: str = "imp-1",
+    merchant_id: str = "acme",
+    sha256: str = "a" * 64,
+    status: str = "loaded",
+    **counts: int,
+) -> ImportRecord:
+    return ImportRecord(
+        import_id=import_id,
+        merchant_id=merchant_id,
+        source="upload",
+        file_name="orders.csv",
+        sha256=sha256,
+        size_bytes=1234,
+        template="website_products",
+        status=status,
+        rejection_code="existing_proofs" if status == "rejected" else None,
+        received_at=PROCESSED_AT - dt.timedelta(minutes=5),
+        processed_at=PROCESSED_AT,
+        **counts,
+    )
+
+
+def brand(order_ref: str, merchant_id: str = "acme", **values: Any) -> ReviewRequest:
+    defaults: dict[str, Any] = {
+        "email": "jane@example.com",
+        "firstname": "Jane",
+        "lastname": "Doe",
+        "language": "fr",
+        "shop_id": None,
+        "order_date": dt.date(2026, 3, 9),
+        # Due at midnight in Paris: 23:00 UTC the day before (UTC+1 in March).
+        "scheduled_at": dt.datetime(2026, 3, 12, tzinfo=PARIS),
+    }
+    return ReviewRequest(merchant_id, "brand", order_ref, None, **{**defaults, **values})
+
+
+def product(
+    order_ref: str, id_product: str, merchant_id: str = "acme", **values: Any
+) -> ReviewRequest:
+    request = brand(order_ref, merchant_id, **values)
+    request.request_type = "product"
+    request.id_product = id_product
+    request.name_product = values.get("name_product", f"Product {id_product}")
+    return request
+
+
+def outcome(
+    record: ImportRecord,
+    requests: list[ReviewRequest] | None = None,
+    errors: list[RowError] | None = None,
+) -> Outcome:
+    return Outcome(record=record, requests=requests or [], errors=errors or [])
+
+
+def count(engine: Engine, model: type[Base], **where: str) -> int:
+    query = select(func.count()).select_from(model)
+    for column, value in where.items():
+        query = query.where(getattr(model, column) == value)
+    with engine.connect() as connection:
+        return connection.scalar(query)
+
+
+@pytest.fixture
+def engine(warehouse_url: str) -> Iterator[Engine]:
+    """A migrated, empty warehouse."""
+    engine = engine_for(warehouse_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_engine(pg_url: str) -> Iterator[Engine]:
+    engine = engine_for(pg_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+# --- engines and migrations ----------------------------------------------------------------
+
+
+def test_engine_for_uses_psycopg_3_and_one_engine_per_url() -> None:
+    url = "postgresql://someone@db.invalid:5432/warehouse"
+    assert engine_for(url) is engine_for(url)
+    assert engine_for(url).dialect.driver == "psycopg"
+    assert engine_for("postgres://someone@db.invalid/warehouse").dialect.driver == "psycopg"
+
+
+def test_sqlite_enforces_foreign_keys_and_uses_wal(tmp_path: Path) -> None:
+    engine = engine_for(f"sqlite:///{tmp_path / 'new folder' / 'warehouse.db'}")
+    migrate(engine)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(insert(ImportErrorRow), [error_values("no-such-import")])
+
+
+def error_values(import_id: str) -> dict[str, Any]:
+    return {"import_id": import_id, "line": 2, "column_name": None, "code": "c", "message": "m"}
+
+
+def test_migrate_creates_the_three_tables_and_is_idempotent(warehouse_url: str) -> None:
+    engine = engine_for(warehouse_url)
+    assert not TABLES & set(inspect(engine).get_table_names())
+
+    migrate(engine)
+    migrate(engine)
+
+    assert TABLES <= set(inspect(engine).get_table_names())
+    with engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection, opts={"version_table": warehouse.VERSION_TABLE}
+        )
+        assert context.get_current_heads() == ("0001",)
+    engine.dispose()
+
+
+@pytest.mark.filterwarnings("ignore:.*expression-based index")
+def test_migrations_match_the_models(engine: Engine) -> None:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "version_table": warehouse.VERSION_TABLE,
+                # SQLite reflects no identity, so only PostgreSQL can compare defaults.
+                "compare_server_default": engine.dialect.name == "postgresql",
+            },
+        )
+        assert compare_metadata(context, Base.metadata) == []
+    # compare_metadata skips expression and partial indexes: check that each one exists.
+    assert {index.name for table in Base.metadata.tables.values() for index in table.indexes} <= (
+        index_names(engine)
+    )
+
+
+def index_names(engine: Engine) -> set[str]:
+    query = {
+        "sqlite": "SELECT name FROM sqlite_master WHERE type = 'index'",
+        "postgresql": "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()",
+    }[engine.dialect.name]
+    with engine.connect() as connection:
+        return set(connection.scalars(text(query)))
+
+
+MIGRATE_SCRIPT = (
+    "import sys; from review_ingest import warehouse as w; w.migrate(w.engine_for(sys.argv[1]))"
+)
+
+
+def test_concurrent_migrations_from_several_processes(warehouse_url: str) -> None:
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", MIGRATE_SCRIPT, warehouse_url],
+            env=subprocess_env(),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for process in processes:
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr
+    assert TABLES <= set(inspect(engine_for(warehouse_url)).get_table_names())
+    engine_for(warehouse_url).dispose()
+
+
+def subprocess_env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "plugins"), str(REPO_ROOT)]),
+    }
+
+
+# --- save ----------------------------------------------------------------------------------
+
+
+def test_save_writes_the_import_its_requests_and_its_errors(engine: Engine) -> None:
+    record = import_record(
+        total_rows=4, valid_rows=2, error_rows=2, brand_requests=1, product_requests=2
+    )
+    requests = [
+        brand("ORD-1", shop_id="paris-1"),
+        product(
+            "ORD-1",
+            "P1",
+            url_product="https://shop.example/p1",
+            url_image_product="https://shop.example/p1.jpg",
+            gtin_ean="4006381333931",
+            sku="SKU-1",
+            brand_name="Acme",
+            scheduled_at=dt.datetime(2026, 3, 20, 9, 15, tzinfo=PARIS),
+        ),
+        product("ORD-1", "P2", language=None),
+    ]
+    errors = [
+        RowError(3, "email", "invalid_email", "not an e-mail address"),
+        RowError(5, None, "wrong_field_count", "5 fields, the header has 6"),
+    ]
+
+    save(engine, outcome(record, requests, errors))
+
+    with engine.connect() as connection:
+        stored_import = connection.execute(select(ImportRow)).one()._asdict()
+        stored = connection.execute(
+            select(ReviewRequestRow).order_by(ReviewRequestRow.id_product.nullsfirst())
+        ).all()
+        stored_errors = connection.execute(
+            select(ImportErrorRow).order_by(ImportErrorRow.line)
+        ).all()
+
+    assert stored_import == {
+        "import_id": "imp-1", "merchant_id": "acme", "source": "upload",
+        "file_name": "orders.csv", "sha256": "a" * 64, "size_bytes": 1234,
+        "template": "website_products", "status": "loaded", "rejection_code": None,
+        "total_rows": 4, "valid_rows": 2, "error_rows": 2, "duplicate_rows": 0,
+        "brand_requests": 1, "product_requests": 2,
+        "received_at": dt.datetime(2026, 3, 10, 11, 25, tzinfo=dt.UTC),
+        "processed_at": PROCESSED_AT,
+    }  # fmt: skip
+    assert len({row.request_id for row in stored}) == 3
+    for row, request in zip(stored, requests, strict=True):
+        assert row.import_id == "imp-1"
+        assert row.status == "scheduled"
+        assert row.created_at == PROCESSED_AT
+        for name in ReviewRequest.__dataclass_fields__:
+            assert getattr(row, name) == getattr(request, name), name
+        assert row.scheduled_at.utcoffset() == dt.timedelta(0)
+    assert stored[0].scheduled_at == dt.datetime(2026, 3, 11, 23, 0, tzinfo=dt.UTC)
+    assert stored[1].scheduled_at == dt.datetime(2026, 3, 20, 8, 15, tzinfo=dt.UTC)
+    assert [(e.import_id, e.line, e.column_name, e.code, e.message) for e in stored_errors] == [
+        ("imp-1", 3, "email", "invalid_email", "not an e-mail address"),
+        ("imp-1", 5, None, "wrong_field_count", "5 fields, the header has 6"),
+    ]
+
+
+def test_sqlite_stores_scheduled_at_as_utc_text(tmp_path: Path) -> None:
+    engine = engine_for(f"sqlite:///{tmp_path / 'warehouse.db'}")
+    migrate(engine)
+    save(engine, outcome(import_record(), [brand("ORD-1")]))
+    with engine.connect() as connection:
+        stored = connection.scalar(select(cast(ReviewRequestRow.scheduled_at, String)))
+    assert stored == "2026-03-11 23:00:00.000000"
+
+
+@pytest.mark.postgres
+def test_postgres_stores_times_as_timestamptz(pg_engine: Engine) -> None:
+    columns = {
+        (table, column["name"]): column["type"]
+        for table in ("imports", "review_requests")
+        for column in inspect(pg_engine).get_columns(table)
+    }
+    for key in [
+        ("imports", "received_at"),
+        ("imports", "processed_at"),
+        ("review_requests", "scheduled_at"),
+        ("review_requests", "created_at"),
+    ]:
+        assert columns[key].timezone is True, key
+    save(pg_engine, outcome(import_record(), [brand("ORD-1")]))
+    with pg_engine.connect() as connection:
+        assert connection.scalar(select(func.pg_typeof(ReviewRequestRow.scheduled_at))) == (
+            "timestamp with time zone"
+        )
+
+
+def test_save_refuses_a_naive_scheduled_at_and_writes_nothing(engine: Engine) -> None:
+    naive = brand("ORD-1", scheduled_at=dt.datetime(2026, 3, 12))
+    with pytest.raises(ValueError, match="naive"):
+        save(engine, outcome(import_record(), [naive]))
+    assert count(engine, ImportRow) == 0
+
+
+def test_save_records_rejected_files_too(engine: Engine) -> None:
+    errors = [RowError(2, "order_date", "invalid_date", "31-02-2026 is not a date")]
+    save(engine, outcome(import_record(status="rejected"), errors=errors))
+    assert count(engine, ImportRow, status="rejected") == 1
+    assert count(engine, ImportErrorRow) == 1
+    assert count(engine, ReviewRequestRow) == 0
+
+
+# --- one request per proof of purchase -----------------------------------------------------
+
+
+def insert_request(engine: Engine, import_id: str, request: ReviewRequest) -> None:
+    values = {name: getattr(request, name) for name in ReviewRequest.__dataclass_fields__}
+    with engine.begin() as connection:
+        connection.execute(
+            insert(ReviewRequestRow),
+            [{**values, "import_id": import_id, "created_at": PROCESSED_AT}],
+        )
+
+
+@pytest.mark.parametrize(
+    "again",
+    [
+        pytest.param(lambda: brand("ORD-1", email="other@example.com"), id="brand"),
+        pytest.param(lambda: product("ORD-1", "P1", sku="other"), id="product"),
+    ],
+)
+def test_the_database_refuses_a_second_request_for_the_same_proof(
+    engine: Engine, again: Callable[[], ReviewRequest]
+) -> None:
+    save(engine, outcome(import_record(), [brand("ORD-1"), product("ORD-1", "P1")]))
+    save(engine, outcome(import_record("imp-2", sha256="b" * 64, status="rejected")))
+
+    with pytest.raises(IntegrityError):
+        insert_request(engine, "imp-2", again())
+
+    insert_request(engine, "imp-2", product("ORD-1", "P2"))  # another product of that order
+    assert count(engine, ReviewRequestRow) == 3
+
+
+def test_another_merchant_may_reuse_an_order_ref(engine: Engine) -> None:
+    save(engine, outcome(import_record(), [brand("ORD-1"), product("ORD-1", "P1")]))
+    other = [brand("ORD-1", "beta"), product("ORD-1", "P1", "beta")]
+    save(engine, outcome(import_record("imp-2", "beta"), other))
+    assert count(engine, ReviewRequestRow, order_ref="ORD-1") == 4
+
+
+def test_proof_conflict_writes_nothing(engine: Engine) -> None:
+    save(engine, outcome(import_record(), [brand("ORD-1")]))
+    second = outcome(
+        import_record("imp-2", sha256="b" * 64),
+        [brand("ORD-2"), product("ORD-2", "P1"), brand("ORD-1")],
+        [RowError(4, "email", "invalid_email", "not an e-mail address")],
+    )
+    with pytest.raises(ProofConflict):
+        save(engine, second)
+    assert count(engine, ImportRow, import_id="imp-2") == 0
+    assert count(engine, ReviewRequestRow, import_id="imp-2") == 0
+    assert count(engine, ImportErrorRow, import_id="imp-2") == 0
+
+
+def test_the_same_bytes_load_once_per_merchant(engine: Engine) -> None:
+    save(engine, outcome(import_record(), [brand("ORD-1")]))
+
+    with pytest.raises(AlreadyImported) as raised:
+        save(engine, outcome(import_record("imp-2"), [brand("ORD-2")]))
+
+    assert raised.value.import_id == "imp-1"
+    assert count(engine, ImportRow, import_id="imp-2") == 0
+    assert count(engine, ReviewRequestRow, order_ref="ORD-2") == 0
+    # Files that did not load are recorded, however many times they come.
+    save(engine, outcome(import_record("imp-3", status="already_imported")))
+    save(engine, outcome(import_record("imp-4", status="already_imported")))
+    save(engine, outcome(import_record("imp-5", "beta"), [brand("ORD-1", "beta")]))
+    assert count(engine, ImportRow) == 4
+
+
+# --- look-ups ------------------------------------------------------------------------------
+
+
+def test_loaded_import(engine: Engine) -> None:
+    assert loaded_import(engine, "acme", "a" * 64) is None
+    save(engine, outcome(import_record("imp-0", status="rejected")))
+    assert loaded_import(engine, "acme", "a" * 64) is None
+
+    save(engine, outcome(import_record(), [brand("ORD-1")]))
+
+    assert loaded_import(engine, "acme", "a" * 64) == "imp-1"
+    assert loaded_import(engine, "beta", "a" * 64) is None
+    assert loaded_import(engine, "acme", "b" * 64) is None
+
+
+def test_known_order_refs(engine: Engine) -> None:
+    save(
+        engine,
+        outcome(import_record(), [brand("ORD-1"), product("ORD-1", "P1"), brand("ORD-2")]),
+    )
+    save(engine, outcome(import_record("imp-2", "beta"), [brand("ORD-3", "beta")]))
+
+    assert known_order_refs(engine, "acme", ["ORD-1", "ORD-3", "ORD-9"]) == {"ORD-1"}
+    assert known_order_refs(engine, "beta", {"ORD-1", "ORD-3"}) == {"ORD-3"}
+    assert known_order_refs(engine, "acme", []) == set()
+
+
+def test_known_order_refs_of_a_40000_row_file(engine: Engine) -> None:
+    loaded = [brand(f"ORD-{i:05d}") for i in range(0, 40_000, 1000)]
+    save(engine, outcome(import_record(), loaded))
+    refs = [f"ORD-{i:05d}" for i in range(40_000)]
+
+    started = time.monotonic()
+    known = known_order_refs(engine, "acme", refs)
+
+    assert known == {request.order_ref for request in loaded}
+    assert time.monotonic() - started < 5
+
+
+# --- concurrency and crashes (PostgreSQL) --------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_concurrent_files_with_common_order_refs_one_loads(pg_engine: Engine) -> None:
+    refs = [f"ORD-{i:05d}" for i in range(3000)]
+    outcomes = [
+        outcome(import_record("imp-1", sha256="a" * 64), [brand(ref) for ref in refs]),
+        outcome(import_record("imp-2", sha256="b" * 64), [brand(ref) for ref in reversed(refs)]),
+    ]
+    results: list[str] = []
+    start = threading.Barrier(2)
+
+    def load(item: Outcome) -> None:
+        start.wait()
+        try:
+            save(pg_engine, item)
+            results.append("loaded")
+        except ProofConflict:
+            results.append("conflict")
+        except Exception as exc:  # a deadlock would land here
+            results.append(repr(exc))
+
+    threads = [threading.Thread(target=load, args=(item,)) for item in outcomes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(results) == ["conflict", "loaded"]
+    assert count(pg_engine, ReviewRequestRow) == len(refs)
+
+
+CRASH_ORDERS = 100_000  # three requests each: 300,000 rows
+
+
+def crash_outcome() -> Outcome:
+    """A big file (also built by the child process of the crash test, hence deterministic)."""
+    requests = []
+    for i in range(CRASH_ORDERS):
+        ref = f"C{i:06d}"
+        requests += [brand(ref), product(ref, "P1"), product(ref, "P2")]
+    record = import_record("crash-1", sha256="c" * 64, valid_rows=2 * CRASH_ORDERS)
+    record.brand_requests, record.product_requests = CRASH_ORDERS, 2 * CRASH_ORDERS
+    return Outcome(record=record, requests=requests)
+
+
+CRASH_SCRIPT = (
+    "import sys; from tests.test_warehouse import crash_outcome; from review_ingest import "
+    "warehouse as w; w.save(w.engine_for(sys.argv[1]), crash_outcome())"
+)
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := probe():
+            return result
+        time.sleep(0.05)
+    pytest.fail(f"gave up after {timeout} s waiting for {what}")
+
+
+def copy_backend(engine: Engine) -> Any:
+    """The backend running a COPY into review_requests in this database, if any."""
+    query = text(
+        "SELECT pid, wait_event_type FROM pg_stat_activity"
+        " WHERE datname = current_database() AND state = 'active'"
+        " AND query LIKE 'COPY %review_requests%'"
+    )
+    with engine.connect() as connection:
+        return connection.execute(query).first()
+
+
+def backend_alive(engine: Engine, pid: int) -> bool:
+    query = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+    with engine.connect() as connection:
+        return connection.scalar(query, {"pid": pid}) > 0
+
+
+@pytest.mark.postgres
+def test_a_process_killed_during_its_copy_leaves_nothing(pg_engine: Engine, pg_url: str) -> None:
+    # Another transaction holds one order_ref of the big file: the child's COPY blocks there,
+    # part-way through its rows, so that it is surely in progress when it is killed.
+    holder = pg_engine.connect()
+    holder.begin()
+    holder.execute(insert(ImportRow), [vars(import_record("holder", sha256="d" * 64))])
+    holder.execute(
+        insert(ReviewRequestRow),
+        [
+            {
+                **vars(brand(f"C{CRASH_ORDERS // 2:06d}")),
+                "import_id": "holder",
+                "created_at": PROCESSED_AT,
+            }
+        ],
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", CRASH_SCRIPT, pg_url],
+        cwd=REPO_ROOT,
+        env=subprocess_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    expected = crash_outcome()  # built meanwhile: the same outcome, for the re-run
+    try:
+
+        def blocked_copy() -> Any:
+            assert child.poll() is None, f"the child ended before its COPY: {child.stderr.read()}"
+            backend = copy_backend(pg_engine)
+            return backend if backend and backend.wait_event_type == "Lock" else None
+
+        backend = wait_for("the child's COPY", blocked_copy)
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        child.kill()
+        holder.rollback()
+        holder.close()
+    wait_for(
+        "the killed client's backend to end", lambda: not backend_alive(pg_engine, backend.pid)
+    )
+
+    for model in (ImportRow, ReviewRequestRow, ImportErrorRow):
+        assert count(pg_engine, model, import_id="crash-1") == 0
+
+    save(pg_engine, expected)
+    assert count(pg_engine, ImportRow, import_id="crash-1") == 1
+    assert count(pg_engine, ReviewRequestRow, import_id="crash-1") == 3 * CRASH_ORDERS
+    with pytest.raises(AlreadyImported):
+        save(pg_engine, outcome(import_record("crash-2", sha256="c" * 64)))
+    assert count(pg_engine, ReviewRequestRow) == 3 * CRASH_ORDERS
