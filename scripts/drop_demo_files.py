@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from zoneinfo import ZoneInfo
 
 from review_ingest import settings
@@ -27,7 +28,9 @@ def main() -> None:
         folder = settings.data_dir() / "uploads" / merchant_id
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"orders-{stamp}.csv"
-        target.write_text(dated_copy(template, yesterday), encoding="utf-8")
+        # Fresh order references each run: the demo always loads, never existing_proofs.
+        text = re.sub(r"(?m)^([A-Z]+-\d+)", rf"\1-{stamp}", dated_copy(template, yesterday))
+        target.write_text(text, encoding="utf-8")
         print(f"demo: dropped {target}")
 
 

@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--source", choices=SOURCES, default="upload")
     imp.add_argument("--json", action="store_true", help="print only the JSON report")
     sub.add_parser("migrate", help="create or upgrade the warehouse schema (Alembic)")
+    imports = sub.add_parser("imports", help="list the latest files seen, with their reports")
+    imports.add_argument("--merchant", help="only this merchant's files")
+    imports.add_argument("--limit", type=int, default=20)
     return parser
 
 
@@ -46,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
             return _check(args)
         if args.command == "import":
             return _import(args)
+        if args.command == "imports":
+            return _imports(args)
         return _migrate()
     except (UsageError, ConfigError) as exc:
         print(f"review-ingest: {exc}", file=sys.stderr)
@@ -109,6 +114,33 @@ def _migrate() -> int:
 
     warehouse.migrate(warehouse.engine_for(settings.warehouse_url()))
     print("warehouse schema is up to date")
+    return 0
+
+
+def _imports(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from review_ingest import warehouse
+    from review_ingest.models import ImportRow
+
+    engine = warehouse.engine_for(settings.warehouse_url())
+    warehouse.migrate(engine)
+    query = select(ImportRow).order_by(ImportRow.processed_at.desc()).limit(args.limit)
+    if args.merchant:
+        query = query.where(ImportRow.merchant_id == args.merchant)
+    with Session(engine) as session:
+        rows = session.scalars(query).all()
+        for row in rows:
+            status = row.status + (f" ({row.rejection_code})" if row.rejection_code else "")
+            print(
+                f"{row.merchant_id}/{row.file_name}: {status}; rows {row.total_rows} "
+                f"({row.valid_rows} valid, {row.error_rows} with errors, {row.duplicate_rows} "
+                f"duplicates); requests {row.brand_requests} brand, {row.product_requests} "
+                "product"
+            )
+            reports = settings.data_dir() / "reports" / row.merchant_id / row.import_id
+            print(f"  report: {reports / 'report.html'}")
     return 0
 
 
