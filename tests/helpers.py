@@ -1,0 +1,77 @@
+"""Small builders the tests share: merchants files, dated sample files, warehouse queries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from review_ingest.samples import dated_copy
+
+PARIS = ZoneInfo("Europe/Paris")
+SAMPLE_MERCHANTS = {
+    "shop-web": "website",
+    "shop-store": "store",
+    "shop-products": "website_products",
+    "shop-store-products": "store_products",
+}
+
+
+def yesterday() -> dt.date:
+    return dt.datetime.now(PARIS).date() - dt.timedelta(days=1)
+
+
+def write_merchants(path: Path, merchants: dict[str, str], extra: str = "") -> Path:
+    lines = ["merchants:"]
+    for merchant_id, template in merchants.items():
+        lines += [f"  {merchant_id}:", f"    template: {template}"]
+    path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
+    return path
+
+
+def drop(folder: Path, name: str, content: str | bytes, age_seconds: float = 600) -> Path:
+    """A file as a merchant leaves it, already older than the minimum age unless told."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    if isinstance(content, str):
+        content = content.encode("utf-8")
+    path.write_bytes(content)
+    stamp = time.time() - age_seconds
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def sample_for_yesterday(template: str) -> str:
+    return dated_copy(template, yesterday())
+
+
+def airflow_conn_json(sqlalchemy_url: str) -> str:
+    """The AIRFLOW_CONN_REVIEW_WAREHOUSE value for a test warehouse."""
+    url = make_url(sqlalchemy_url)
+    if url.get_backend_name() == "sqlite":
+        return json.dumps({"conn_type": "sqlite", "host": url.database})
+    return json.dumps(
+        {
+            "conn_type": "postgres",
+            "host": url.host,
+            "port": url.port or 5432,
+            "login": url.username,
+            "password": url.password or "",
+            "schema": url.database,
+        }
+    )
+
+
+def query(sqlalchemy_url: str, sql: str, **params: object) -> list[tuple]:
+    engine = create_engine(sqlalchemy_url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(sql), params)]
+    finally:
+        engine.dispose()

@@ -1,0 +1,105 @@
+"""End to end with ``dag.test()``: upload folders to warehouse rows, moved files, reports, Data
+Docs; on SQLite and on a real PostgreSQL. A second run with the same files loads nothing again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.airflow import run_dag
+from tests.helpers import (
+    SAMPLE_MERCHANTS,
+    airflow_conn_json,
+    drop,
+    query,
+    sample_for_yesterday,
+    write_merchants,
+)
+
+pytestmark = pytest.mark.airflow
+
+#: Brand and product requests of each sample file (include/templates/).
+SAMPLE_REQUESTS = {
+    "shop-web": (5, 0),
+    "shop-store": (4, 0),
+    "shop-products": (4, 5),
+    "shop-store-products": (3, 4),
+}
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, warehouse_url: str) -> Path:
+    data = tmp_path / "data"
+    merchants = write_merchants(tmp_path / "merchants.yaml", SAMPLE_MERCHANTS)
+    monkeypatch.setenv("REVIEW_INGEST_DATA_DIR", str(data))
+    monkeypatch.setenv("REVIEW_INGEST_MERCHANTS", str(merchants))
+    monkeypatch.setenv("REVIEW_INGEST_MIN_FILE_AGE_SECONDS", "120")
+    monkeypatch.setenv("AIRFLOW_CONN_REVIEW_WAREHOUSE", airflow_conn_json(warehouse_url))
+    return data
+
+
+def _drop_samples(data: Path) -> None:
+    for merchant_id, template in SAMPLE_MERCHANTS.items():
+        drop(data / "uploads" / merchant_id, "orders.csv", sample_for_yesterday(template))
+
+
+def test_upload_run_loads_rejects_moves_and_reports(airflow_db, data_dir, warehouse_url):
+    _drop_samples(data_dir)
+    uploads = data_dir / "uploads"
+    drop(uploads / "shop-web", "comma.csv", "order_ref,email,lastname,firstname,order_date\n")
+    drop(uploads / "nobody", "orders.csv", sample_for_yesterday("website"))
+    drop(uploads / "shop-web", "still-uploading.csv.part", "order_ref;")
+    drop(uploads / "shop-web", ".hidden.csv", "order_ref;")
+    drop(uploads / "shop-web", "too-young.csv", sample_for_yesterday("website"), age_seconds=5)
+
+    run = run_dag("orders_upload_ingest")
+
+    assert run.state == "success"
+    for merchant_id, (brand, product) in SAMPLE_REQUESTS.items():
+        counts = dict(
+            query(
+                warehouse_url,
+                "SELECT request_type, count(*) FROM review_requests WHERE merchant_id = :m "
+                "GROUP BY request_type",
+                m=merchant_id,
+            )
+        )
+        assert counts.get("brand", 0) == brand and counts.get("product", 0) == product
+        assert (data_dir / "processed" / merchant_id / "orders.csv").is_file()
+    statuses = sorted(query(warehouse_url, "SELECT merchant_id, file_name, status, "
+                                           "rejection_code FROM imports"))
+    assert ("shop-web", "comma.csv", "rejected", "wrong_separator") in statuses
+    assert ("nobody", "orders.csv", "rejected", "unknown_merchant") in statuses
+    assert len(statuses) == 6
+    assert (data_dir / "rejected" / "shop-web" / "comma.csv").is_file()
+    assert (data_dir / "rejected" / "nobody" / "orders.csv").is_file()
+    left = sorted(p.name for p in (uploads / "shop-web").iterdir())
+    assert left == [".hidden.csv", "still-uploading.csv.part", "too-young.csv"]
+    for report_dir in (data_dir / "reports").glob("*/*"):
+        assert {p.name for p in report_dir.iterdir()} == {"report.json", "report.html",
+                                                          "errors.csv"}
+    reports = [json.loads(p.read_text()) for p in (data_dir / "reports").glob("*/*/report.json")]
+    assert len(reports) == 6
+    loaded = [r for r in reports if r["status"] == "loaded"]
+    assert all(Path(r["validation"]["data_docs"]).is_file() for r in loaded)
+    assert (data_dir / "data_docs" / "index.html").is_file()
+    pages = list((data_dir / "data_docs" / "validations").rglob("*.html"))
+    assert len(pages) >= 4
+
+
+def test_second_run_with_the_same_files_loads_nothing_again(airflow_db, data_dir, warehouse_url):
+    _drop_samples(data_dir)
+    assert run_dag("orders_upload_ingest").state == "success"
+    before = query(warehouse_url, "SELECT count(*) FROM review_requests")[0][0]
+    _drop_samples(data_dir)
+
+    assert run_dag("orders_upload_ingest").state == "success"
+
+    assert query(warehouse_url, "SELECT count(*) FROM review_requests")[0][0] == before
+    again = query(warehouse_url, "SELECT count(*) FROM imports WHERE status = 'already_imported'")
+    assert again[0][0] == len(SAMPLE_MERCHANTS)
+    for merchant_id in SAMPLE_MERCHANTS:
+        moved = sorted((data_dir / "processed" / merchant_id).rglob("orders.csv"))
+        assert len(moved) == 2, "the second file must not overwrite the first"
