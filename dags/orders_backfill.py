@@ -26,18 +26,40 @@ from airflow.sdk import Param, dag, get_current_context, task
     default_args={"owner": "data-eng", "retries": 2, "retry_delay": timedelta(minutes=1)},
     doc_md=__doc__,
     params={
-        "merchant_id": Param("", type="string", title="Merchant id",
-                             description="As in include/merchants.yaml", minLength=1),
-        "file": Param("", type="string", title="File name",
-                      description="The bare name of the file in the merchant's folder",
-                      minLength=1),
-        "source": Param("upload", type="string", enum=["upload", "sftp"], title="Source",
-                        description="upload: <data>/uploads/<merchant_id>/; "
-                        "sftp: <root>/orders/ on the merchant's SFTP server"),
-        "dry_run": Param(True, type="boolean", title="Dry run",
-                         description="Check and report only: load nothing, move nothing"),
-        "send_now": Param(False, type="boolean", title="Send now",
-                          description="Treat every delay and delay_product as 0"),
+        "merchant_id": Param(
+            "",
+            type="string",
+            title="Merchant id",
+            description="As in include/merchants.yaml",
+            minLength=1,
+        ),
+        "file": Param(
+            "",
+            type="string",
+            title="File name",
+            description="The bare name of the file in the merchant's folder",
+            minLength=1,
+        ),
+        "source": Param(
+            "upload",
+            type="string",
+            enum=["upload", "sftp"],
+            title="Source",
+            description="upload: <data>/uploads/<merchant_id>/; "
+            "sftp: <root>/orders/ on the merchant's SFTP server",
+        ),
+        "dry_run": Param(
+            True,
+            type="boolean",
+            title="Dry run",
+            description="Check and report only: load nothing, move nothing",
+        ),
+        "send_now": Param(
+            False,
+            type="boolean",
+            title="Send now",
+            description="Treat every delay and delay_product as 0",
+        ),
     },
 )
 def orders_backfill():
@@ -48,8 +70,7 @@ def orders_backfill():
         from review_ingest.merchants import read_merchants
 
         merchants = read_merchants(settings.merchants_file()).merchants
-        request = runs.BackfillRequest.from_params(dict(get_current_context()["params"]),
-                                                   merchants)
+        request = runs.BackfillRequest.from_params(dict(get_current_context()["params"]), merchants)
         if request.source == "sftp":
             from review_ingest import sftp_pickup
 

@@ -68,8 +68,9 @@ def test_upload_run_loads_rejects_moves_and_reports(airflow_db, data_dir, wareho
         )
         assert counts.get("brand", 0) == brand and counts.get("product", 0) == product
         assert (data_dir / "processed" / merchant_id / "orders.csv").is_file()
-    statuses = sorted(query(warehouse_url, "SELECT merchant_id, file_name, status, "
-                                           "rejection_code FROM imports"))
+    statuses = sorted(
+        query(warehouse_url, "SELECT merchant_id, file_name, status, rejection_code FROM imports")
+    )
     assert ("shop-web", "comma.csv", "rejected", "wrong_separator") in statuses
     assert ("nobody", "orders.csv", "rejected", "unknown_merchant") in statuses
     assert len(statuses) == 6
@@ -78,8 +79,11 @@ def test_upload_run_loads_rejects_moves_and_reports(airflow_db, data_dir, wareho
     left = sorted(p.name for p in (uploads / "shop-web").iterdir())
     assert left == [".hidden.csv", "still-uploading.csv.part", "too-young.csv"]
     for report_dir in (data_dir / "reports").glob("*/*"):
-        assert {p.name for p in report_dir.iterdir()} == {"report.json", "report.html",
-                                                          "errors.csv"}
+        assert {p.name for p in report_dir.iterdir()} == {
+            "report.json",
+            "report.html",
+            "errors.csv",
+        }
     reports = [json.loads(p.read_text()) for p in (data_dir / "reports").glob("*/*/report.json")]
     assert len(reports) == 6
     loaded = [r for r in reports if r["status"] == "loaded"]

@@ -10,8 +10,12 @@ WAREHOUSE_CONN_ID = "review_warehouse"
 
 
 def sqlalchemy_url(
-    conn_type: str, host: str | None, port: int | None, login: str | None,
-    password: str | None, schema: str | None,
+    conn_type: str,
+    host: str | None,
+    port: int | None,
+    login: str | None,
+    password: str | None,
+    schema: str | None,
 ) -> str:
     """An Airflow connection's parts as a SQLAlchemy URL (PostgreSQL through psycopg 3)."""
     if conn_type == "sqlite":

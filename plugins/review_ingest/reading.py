@@ -1,4 +1,4 @@
-"""From bytes to records: the file-level checks of contract sections 1 and 2, up to ``no_data_rows``.
+"""From bytes to records: the file-level checks of contract sections 1 and 2 (to ``no_data_rows``).
 
 The CSV reader is written here rather than taken from the ``csv`` module because the contract
 needs what that module does not give: the physical line where each record starts, blank lines
@@ -67,7 +67,7 @@ class ParsedFile:
 
 
 def read_file(data: bytes, template: Template) -> ParsedFile:
-    """Run the file-level checks in the contract's order; raise FileRejected at the first failure."""
+    """Run the file-level checks in the contract's order; FileRejected at the first failure."""
     if len(data) > MAX_FILE_BYTES:
         raise FileRejected(
             "file_too_large",
@@ -93,7 +93,7 @@ def read_file(data: bytes, template: Template) -> ParsedFile:
 
 
 def decode(data: bytes) -> str:
-    """UTF-8 with an optional byte-order mark, else ``not_utf8`` naming the line of the first bad byte."""
+    """UTF-8, with an optional byte-order mark; else ``not_utf8`` naming the first bad line."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -108,7 +108,7 @@ def decode(data: bytes) -> str:
 
 
 def _skip_separator_line(lines: list[str]) -> int:
-    """A first line ``sep=;`` (a spreadsheet habit) is skipped; ``sep=`` naming another is refused."""
+    """A first line ``sep=;`` (a spreadsheet habit) is skipped; another ``sep=`` is refused."""
     first = lines[0].rstrip("\r").strip(_TRIM)
     if not first.lower().startswith("sep="):
         return 0

@@ -64,8 +64,9 @@ def ingest_uploads(batch: list[dict[str, str]], warehouse_url: str) -> list[dict
     for item in batch:
         merchant_id, path = item["merchant_id"], Path(item["path"])
         if merchant_id in read.problems:
-            log.warning("merchant %s: configuration error, file %s left in place", merchant_id,
-                        path.name)
+            log.warning(
+                "merchant %s: configuration error, file %s left in place", merchant_id, path.name
+            )
             continue
         if not path.exists():
             log.info("merchant %s file %s: already taken by another run", merchant_id, path.name)
@@ -73,7 +74,10 @@ def ingest_uploads(batch: list[dict[str, str]], warehouse_url: str) -> list[dict
         try:
             outcome = ingest.import_file(path, merchant_id, "upload")
             moved = folders.move_after(
-                path, settings.data_dir(), merchant_id, outcome.record.status,
+                path,
+                settings.data_dir(),
+                merchant_id,
+                outcome.record.status,
                 outcome.record.import_id,
             )
             summaries.append(summary(outcome, ingest, moved))
@@ -119,15 +123,20 @@ def describe(exc: BaseException) -> str:
 def log_summary(results: list[list[dict[str, Any]]]) -> dict[str, int]:
     """One line per file, then the totals of the run."""
     flat = [item for batch in results or [] for item in batch or []]
-    totals = {"files": len(flat), "loaded": 0, "rejected": 0, "already_imported": 0,
-              "accepted": 0}
+    totals = {"files": len(flat), "loaded": 0, "rejected": 0, "already_imported": 0, "accepted": 0}
     for item in flat:
         totals[item["status"]] = totals.get(item["status"], 0) + 1
         log.info(
             "%s/%s: %s%s, %s rows (%s valid, %s errors, %s duplicates), report %s",
-            item["merchant_id"], item["file_name"], item["status"],
-            f" ({item['rejection']})" if item["rejection"] else "", item["total_rows"],
-            item["valid_rows"], item["error_rows"], item["duplicate_rows"], item["report"],
+            item["merchant_id"],
+            item["file_name"],
+            item["status"],
+            f" ({item['rejection']})" if item["rejection"] else "",
+            item["total_rows"],
+            item["valid_rows"],
+            item["error_rows"],
+            item["duplicate_rows"],
+            item["report"],
         )
     log.info("run totals: %s", totals)
     return totals
@@ -154,8 +163,9 @@ class BackfillRequest:
             raise ValueError(f"orders_backfill: source must be upload or sftp, not {source!r}")
         if source == "sftp" and merchants[merchant_id].sftp is None:
             raise ValueError(f"orders_backfill: merchant {merchant_id!r} has no sftp block")
-        return cls(merchant_id, file, source, bool(params.get("dry_run")),
-                   bool(params.get("send_now")))
+        return cls(
+            merchant_id, file, source, bool(params.get("dry_run")), bool(params.get("send_now"))
+        )
 
 
 def backfill_upload(request: BackfillRequest, warehouse_url: str) -> dict[str, Any]:
@@ -176,6 +186,11 @@ def backfill_upload(request: BackfillRequest, warehouse_url: str) -> dict[str, A
     ingest.finish()
     moved = None
     if not request.dry_run:
-        moved = folders.move_after(path, settings.data_dir(), request.merchant_id,
-                                   outcome.record.status, outcome.record.import_id)
+        moved = folders.move_after(
+            path,
+            settings.data_dir(),
+            request.merchant_id,
+            outcome.record.status,
+            outcome.record.import_id,
+        )
     return summary(outcome, ingest, moved)

@@ -22,7 +22,7 @@ def merchants_file() -> Path:
 
 
 def warehouse_url() -> str:
-    """The warehouse outside Airflow: ``$REVIEW_INGEST_WAREHOUSE_URL``, else SQLite in the data dir."""
+    """The warehouse outside Airflow: ``$REVIEW_INGEST_WAREHOUSE_URL``, else SQLite in data/."""
     return (
         os.environ.get("REVIEW_INGEST_WAREHOUSE_URL") or f"sqlite:///{data_dir() / 'warehouse.db'}"
     )
