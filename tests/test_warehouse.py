@@ -17,6 +17,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, String, cast, func, insert, inspect, select, text
+from sqlalchemy.exc import IntegrityError
+
 from review_ingest import warehouse
 from review_ingest.models import Base, ImportErrorRow, ImportRow, ReviewRequestRow
 from review_ingest.records import ImportRecord, Outcome, ReviewRequest, RowError
@@ -29,8 +32,6 @@ from review_ingest.warehouse import (
     migrate,
     save,
 )
-from sqlalchemy import Engine, String, cast, func, insert, inspect, select, text
-from sqlalchemy.exc import IntegrityError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PARIS = ZoneInfo("Europe/Paris")
@@ -187,9 +188,14 @@ def index_names(engine: Engine) -> set[str]:
         return set(connection.scalars(text(query)))
 
 
-MIGRATE_SCRIPT = (
-    "import sys; from review_ingest import warehouse as w; w.migrate(w.engine_for(sys.argv[1]))"
-)
+MIGRATE_SCRIPT = """
+import sys
+from review_ingest import warehouse
+engine = warehouse.engine_for(sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()
+warehouse.migrate(engine)
+"""
 
 
 def test_concurrent_migrations_from_several_processes(warehouse_url: str) -> None:
@@ -197,11 +203,18 @@ def test_concurrent_migrations_from_several_processes(warehouse_url: str) -> Non
         subprocess.Popen(
             [sys.executable, "-c", MIGRATE_SCRIPT, warehouse_url],
             env=subprocess_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for _ in range(2)
     ]
+    # Both have imported everything: let them go at the same moment.
+    assert [process.stdout.readline() for process in processes] == ["ready\n"] * 2
+    for process in processes:
+        process.stdin.write("go\n")
+        process.stdin.flush()
     for process in processes:
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 0, stderr
