@@ -18,9 +18,7 @@ from review_ingest.records import Outcome
 
 log = logging.getLogger(__name__)
 
-#: Enough files per task that Great Expectations' import is paid rarely; few enough batches
-#: to stay far under Airflow's limit on mapped tasks.
-BATCH_SIZE = 25
+#: Few enough batches to stay far under Airflow's limit of 1024 mapped tasks.
 MAX_BATCHES = 64
 
 
@@ -36,14 +34,12 @@ def check_configuration() -> dict[str, Any]:
     return {"merchants": sorted(read.merchants)}
 
 
-def plan_upload_batches(
-    batch_size: int = BATCH_SIZE, max_batches: int = MAX_BATCHES
-) -> list[list[dict[str, str]]]:
+def plan_upload_batches(max_batches: int = MAX_BATCHES) -> list[list[dict[str, str]]]:
     """The ready upload files, split into batches for mapped tasks."""
     pending = folders.ready_uploads(settings.data_dir(), settings.min_file_age_seconds())
     items = [{"merchant_id": p.merchant_id, "path": str(p.path)} for p in pending]
     log.info("%d file(s) ready in %s", len(items), settings.data_dir() / "uploads")
-    return split(items, batch_size, max_batches)
+    return split(items, settings.batch_size(), max_batches)
 
 
 def split(items: list[Any], batch_size: int, max_batches: int) -> list[list[Any]]:

@@ -11,6 +11,8 @@ EXPECTATIONS_DIR = INCLUDE_DIR / "expectations"
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 DEFAULT_MIN_FILE_AGE_SECONDS = 120
+#: Enough files per mapped task that Great Expectations' import (about 4 s) is paid rarely.
+DEFAULT_BATCH_SIZE = 25
 
 
 def data_dir() -> Path:
@@ -30,3 +32,8 @@ def warehouse_url() -> str:
 
 def min_file_age_seconds() -> float:
     return float(os.environ.get("REVIEW_INGEST_MIN_FILE_AGE_SECONDS", DEFAULT_MIN_FILE_AGE_SECONDS))
+
+
+def batch_size() -> int:
+    """Files per ``ingest_batch`` task: fewer means more tasks to spread over workers."""
+    return max(1, int(os.environ.get("REVIEW_INGEST_BATCH_SIZE", DEFAULT_BATCH_SIZE)))
