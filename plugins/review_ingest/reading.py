@@ -274,12 +274,18 @@ def _parse_quoted(lines: list[str], index: int) -> tuple[list[str], int] | None:
     while True:
         lead = len(text) - len(text[pos:].lstrip(_TRIM))
         if lead < len(text) and text[lead] == '"':
+            start = index
             value, text, pos, index = _quoted_value(lines, index, text, lead + 1)
             if value is None:
                 return None
             rest_end = text.find(SEPARATOR, pos)
-            tail = text[pos:] if rest_end < 0 else text[pos:rest_end]
-            fields.append((value + tail.strip(_TRIM)) if tail.strip(_TRIM) else value)
+            tail = (text[pos:] if rest_end < 0 else text[pos:rest_end]).strip(_TRIM)
+            if tail and index > start:
+                # Closed on a later line by a quote that does not end a value (the opening
+                # quote of a value below): the first quote was never closed.
+                return None
+            # Quoted or not, values are trimmed before every check (contract section 1).
+            fields.append((value + tail).strip(_TRIM))
         else:
             rest_end = text.find(SEPARATOR, pos)
             raw = text[pos:] if rest_end < 0 else text[pos:rest_end]
