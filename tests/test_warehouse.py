@@ -9,11 +9,13 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -325,6 +327,16 @@ def test_save_refuses_a_naive_scheduled_at_and_writes_nothing(engine: Engine) ->
     naive = brand("ORD-1", scheduled_at=dt.datetime(2026, 3, 12))
     with pytest.raises(ValueError, match="naive"):
         save(engine, outcome(import_record(), [naive]))
+    assert count(engine, ImportRow) == 0
+
+
+def test_a_refused_row_does_not_show_its_personal_data(engine: Engine) -> None:
+    bad = brand("ORD-2", email=None, firstname="Zoé-Secret")
+    with pytest.raises((IntegrityError, psycopg.errors.NotNullViolation)) as raised:
+        save(engine, outcome(import_record(), [brand("ORD-1"), bad]))
+    shown = "".join(traceback.format_exception(raised.value))
+    assert "email" in shown
+    assert "Zoé-Secret" not in shown and "jane@example.com" not in shown
     assert count(engine, ImportRow) == 0
 
 

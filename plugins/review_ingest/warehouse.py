@@ -59,21 +59,26 @@ class AlreadyImported(Exception):
 
 @functools.cache
 def engine_for(url: str) -> Engine:
-    """The engine of a warehouse URL, one per URL and process."""
+    """The engine of a warehouse URL, one per URL and process.
+
+    Errors never show their parameters: a row's parameters hold e-mails and names.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() in ("postgres", "postgresql"):
         # save() streams with psycopg 3's COPY, whatever driver the URL names.
-        return create_engine(parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True)
+        parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed)
-    return create_engine(parsed, pool_pre_ping=True)
+    return create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
 
 
 def _sqlite_engine(url: URL) -> Engine:
     database = _sqlite_file(url)
     if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)  # an empty data folder works
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+    engine = create_engine(
+        url, hide_parameters=True, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
+    )
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 
@@ -154,7 +159,7 @@ def loaded_import(engine: Engine, merchant_id: str, sha256: str) -> str | None:
 
 def known_order_refs(engine: Engine, merchant_id: str, order_refs: Collection[str]) -> set[str]:
     """Those of ``order_refs`` that already have a request of this merchant."""
-    refs = sorted(set(order_refs))
+    refs = list(set(order_refs))
     known: set[str] = set()
     with engine.connect() as connection:
         for start in range(0, len(refs), IN_CHUNK):
@@ -258,9 +263,17 @@ def _copy(
         sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
     driver_connection: psycopg.Connection[Any] = connection.connection.driver_connection
-    with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(row)
+    try:
+        with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.errors.UniqueViolation:
+        raise  # its detail names the key only: merchant, order_ref, type, product
+    except psycopg.Error as exc:
+        # PostgreSQL quotes the refused row (e-mails, names) in DETAIL and CONTEXT, and these
+        # errors end up in logs: keep the class and the primary message only.
+        message = f"{table.name}: {exc.diag.message_primary or type(exc).__name__}"
+        raise type(exc)(message) from None
 
 
 def _is_unique_violation(exc: BaseException) -> bool:

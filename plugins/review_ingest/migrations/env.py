@@ -1,16 +1,17 @@
-"""Alembic environment of the warehouse, configured from Python (no alembic.ini).
+"""Alembic environment of the warehouse, configured from Python (there is no alembic.ini).
 
-``review_ingest.warehouse.migrate`` passes an open connection in
-``config.attributes["connection"]`` (it holds the migration lock on it); without one, the
-``sqlalchemy.url`` option is used.
+The caller passes an open connection in ``config.attributes["connection"]``:
+``review_ingest.warehouse.migrate`` does, holding the migration lock on it. To write a new
+revision, do the same with ``alembic.command.revision(config, autogenerate=True)``.
 """
 
 from __future__ import annotations
 
 from alembic import context
-from review_ingest.models import Base
-from review_ingest.warehouse import VERSION_TABLE, engine_for
 from sqlalchemy import Connection
+
+from review_ingest.models import Base
+from review_ingest.warehouse import VERSION_TABLE
 
 
 def run(connection: Connection) -> None:
@@ -25,15 +26,7 @@ def run(connection: Connection) -> None:
         context.run_migrations()
 
 
-def main() -> None:
-    connection = context.config.attributes.get("connection")
-    if connection is not None:
-        run(connection)
-        return
-    with engine_for(context.config.get_main_option("sqlalchemy.url")).connect() as connection:
-        run(connection)
-
-
-if context.is_offline_mode():
-    raise RuntimeError("the warehouse migrations run online only")
-main()
+connection = context.config.attributes.get("connection")
+if context.is_offline_mode() or connection is None:
+    raise RuntimeError("the warehouse migrations run with a connection in config.attributes")
+run(connection)
