@@ -164,7 +164,7 @@ class Ingest:
             _reject(outcome, rejection or Rejection("existing_proofs", "orders already loaded"))
         except warehouse.AlreadyImported as exc:
             outcome.record.status = "already_imported"
-            outcome.earlier_import_id = str(exc.args[0]) if exc.args else None
+            outcome.earlier_import_id = exc.import_id
             outcome.requests = []
             outcome.errors = []
             outcome.duplicates = []
