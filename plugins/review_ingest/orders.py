@@ -26,7 +26,7 @@ def sort_rows(
     refused = {e.line for e in row_errors}
     errors = list(row_errors)
     if template.with_products:
-        conflicts = conflicting_orders([r for r in records if r.line not in refused], template, tz)
+        conflicts = conflicting_orders(records, row_errors, template, tz)
         errors.extend(conflicts)
         refused |= {e.line for e in conflicts}
     valid: list[Record] = []
@@ -45,16 +45,30 @@ def sort_rows(
     return Sorted(valid=valid, errors=errors, duplicates=duplicates)
 
 
-def conflicting_orders(records: list[Record], template: Template, tz: ZoneInfo) -> list[RowError]:
-    """Compare each row with its order's reference row (its first row without errors)."""
+def conflicting_orders(
+    records: list[Record], row_errors: list[RowError], template: Template, tz: ZoneInfo
+) -> list[RowError]:
+    """Compare each row with its order's reference row (its first row without errors).
+
+    Only rows after the reference are compared, those with errors of their own included: each
+    order-level column that differs gets its error, unless that column already has one.
+    """
     columns = [c for c in ORDER_LEVEL if c in template.columns]
+    refused = {e.line for e in row_errors}
+    wrong = {(e.line, e.column) for e in row_errors}
     reference: dict[str, Record] = {}
     errors: list[RowError] = []
     for record in records:
-        ref = reference.setdefault(record.values["order_ref"], record)
-        if ref is record:
+        if (record.line, "order_ref") in wrong:
+            continue
+        ref = reference.get(record.values["order_ref"])
+        if ref is None:
+            if record.line not in refused:
+                reference[record.values["order_ref"]] = record
             continue
         for column in columns:
+            if (record.line, column) in wrong:
+                continue
             if not _same(column, ref.values.get(column, ""), record.values.get(column, ""), tz):
                 errors.append(
                     RowError(
