@@ -279,6 +279,13 @@ def test_header_ending_with_separator_ignores_that_column():
     assert all(len(r.values) == 5 for r in parsed.records)
 
 
+def test_header_ending_with_separator_and_crlf():
+    parsed = read(f"{HEADER} ; \r\n{ROW};\r\n{ROW}\r\n")
+    assert parsed.columns == HEADER.split(";")
+    assert lines_of(parsed) == [2, 3]
+    assert parsed.field_count_errors == []
+
+
 def test_header_ending_with_separator_a_value_in_the_extra_column_is_wrong_field_count():
     parsed = read(f"{HEADER};\n{ROW};extra\n")
     assert parsed.records == []

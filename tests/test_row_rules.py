@@ -195,6 +195,8 @@ WEBSITE_ROWS: list[Row] = [
     ok("order_ref-64", order_ref="Q" * 64),
     bad("lastname-101", "lastname", "value_too_long", lastname=SECRET_LASTNAME),
     ok("lastname-100", lastname="L" * 100),
+    ok("lastname-100-characters-not-bytes", lastname="\u00e9" * 100),
+    bad("lastname-101-accented", "lastname", "value_too_long", lastname="\u00e9" * 101),
     bad("firstname-101", "firstname", "value_too_long", firstname=SECRET_FIRSTNAME),
     # invalid_characters
     bad("nul-in-lastname", "lastname", "invalid_characters", lastname="Do\x00e"),
