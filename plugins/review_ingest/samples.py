@@ -13,7 +13,11 @@ from pathlib import Path
 
 from review_ingest.settings import INCLUDE_DIR
 
-_DATES = re.compile(r"\b(\d{2})([-/])(\d{2})\2(\d{4})\b|\b(\d{4})([-/])(\d{2})\6(\d{2})\b")
+#: Dates in every accepted form, ISO date-times included ("2026-11-20T09:15"): digits may not
+#: touch them, letters may.
+_DATES = re.compile(
+    r"(?<!\d)(\d{2})([-/])(\d{2})\2(\d{4})(?!\d)|(?<!\d)(\d{4})([-/])(\d{2})\6(\d{2})(?!\d)"
+)
 
 
 def sample_path(template_id: str) -> Path:
