@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from review_ingest.sftp import (
     ERRORS_SUFFIX,
     REPORT_SUFFIX,
@@ -26,7 +27,6 @@ from review_ingest.sftp import (
     list_ready,
     publish,
 )
-
 from tests.fixtures.sftp_server import SftpMerchant, SftpServer
 
 pytestmark = pytest.mark.sftp
@@ -318,3 +318,19 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
+
+
+def test_a_listed_backslash_name_is_refused_at_download(
+    merchant: SftpMerchant, conn_id: str, tmp_path: Path
+) -> None:
+    """A legal Linux name, but a path on Windows: listed (so the run reports it), never fetched."""
+    local = merchant.local(f"{merchant.inbox}/a\\b.csv")
+    local.write_bytes(b"x\n")
+    os.utime(local, (OLD, OLD))
+    with connect(conn_id) as sftp:
+        assert [f.name for f in list_ready(sftp, merchant.inbox, time.time(), MIN_AGE)] == [
+            "a\\b.csv"
+        ]
+        with pytest.raises(ValueError, match=r"refusing file name 'a\\\\b.csv'"):
+            download(sftp, merchant.inbox, "a\\b.csv", tmp_path)
+    assert list(tmp_path.iterdir()) == []
