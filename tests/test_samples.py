@@ -15,10 +15,6 @@ from review_ingest.samples import dated_copy, sample_path
 from review_ingest.templates import TEMPLATES
 
 PARIS = ZoneInfo("Europe/Paris")
-ISO_NOT_SHIFTED = (
-    "samples._DATES needs a word boundary after the day, so an ISO date-time "
-    "(2026-11-20T09:15...) is neither shifted nor seen by latest_date"
-)
 
 
 def rows_of(text: str) -> list[dict[str, str]]:
@@ -77,21 +73,10 @@ def test_the_sample_header_names_every_column_of_its_template(template):
     assert starred == set(TEMPLATES[template].mandatory)
 
 
-def _params():
-    return [
-        pytest.param(
-            t,
-            marks=[pytest.mark.xfail(strict=True, reason=ISO_NOT_SHIFTED)]
-            if t in ("website", "website_products")
-            else [],
-        )
-        for t in TEMPLATES
-    ]
-
-
-@pytest.mark.parametrize("template", _params())
+@pytest.mark.parametrize("template", list(TEMPLATES))
 @pytest.mark.parametrize("day", [dt.date(2027, 6, 1), dt.date(2026, 9, 15)])
 def test_dated_copy_moves_every_order_date_by_the_same_days_keeping_formats(template, day):
+    """ISO date-times included (2026-11-20T09:15:00+01:00 was once left behind)."""
     original = sample_path(template).read_text("utf-8")
     copy = dated_copy(template, day)
     before, after = rows_of(original), rows_of(copy)
@@ -106,7 +91,7 @@ def test_dated_copy_moves_every_order_date_by_the_same_days_keeping_formats(temp
         }
 
 
-@pytest.mark.parametrize("template", _params())
+@pytest.mark.parametrize("template", list(TEMPLATES))
 def test_a_dated_copy_passes_its_check_as_of_that_day(ingest, template):
     day = dt.date(2027, 6, 1)
     outcome = ingest.check(dated_copy(template, day).encode(), f"{template}.csv", template, day)
