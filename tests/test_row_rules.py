@@ -541,9 +541,6 @@ def test_the_file_is_read_with_sep_line_and_crlf(checked, tmp_path):
     ]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="rules.URL refuses an IPv6 literal host, an absolute URL of RFC 3986"
-)
 def test_the_saved_url_rule_accepts_an_ipv6_literal_host():
     import re
 

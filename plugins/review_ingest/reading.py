@@ -163,8 +163,8 @@ def match_header(fields: list[str], template: Template, raw_line: str) -> tuple[
     if missing:
         raise FileRejected(
             "missing_columns",
-            f"the header of a {template.id} file must name the column(s) "
-            f"{', '.join(missing)}; missing: {', '.join(missing)}{hints}",
+            f"the header lacks the mandatory column(s) {', '.join(missing)} of the "
+            f"{template.id} template{hints}",
         )
     if unknown:
         shown = ", ".join(repr(n) if n else "an empty name" for n in unknown)

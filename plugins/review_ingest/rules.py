@@ -19,7 +19,10 @@ from review_ingest.templates import COLUMNS, PERSONAL
 DELAY = r"^(?:[0-9]|[0-2][0-9]|30)$"
 GTIN = r"^(?:[0-9]{8}|[0-9]{12,14})$"
 LANGUAGE = r"^[A-Za-z]{2}$"
-URL = r"^[Hh][Tt][Tt][Pp][Ss]?://(?:[^\s/?#@]*@)?[^\s/?#@:]+(?::[0-9]*)?(?:[/?#]\S*)?$"
+URL = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://(?:[^\s/?#@]*@)?(?:\[[0-9A-Fa-f:.]+\]|[^\s/?#@:\[\]]+)"
+    r"(?::[0-9]*)?(?:[/?#]\S*)?$"
+)
 #: C0 and C1 control characters, DEL; a tab is allowed except in ``order_ref``.
 CONTROL = r"[\x00-\x08\x0a-\x1f\x7f-\x9f]"
 CONTROL_WITH_TAB = r"[\x00-\x1f\x7f-\x9f]"
