@@ -262,15 +262,6 @@ def expect(ok: bool, what: str, log_dir: Path, label: str) -> None:
         raise SystemExit(f"benchmark: {what} ({label}); stderr tail:\n{tail}")
 
 
-def base_env(data_dir: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        REVIEW_INGEST_DATA_DIR=str(data_dir),
-        PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
-    )
-    return env
-
-
 # ---------------------------------------------------------------- PostgreSQL
 
 
@@ -307,6 +298,7 @@ class Bench:
     repeat: int
     dag_repeat: int
     keep: bool = False
+    pycache: Path | None = None
     figures: dict[str, Figure] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
     _serial: int = 0
@@ -327,6 +319,19 @@ class Bench:
 
     def path(self, key: str) -> Path:
         return Path(self.files[key]["path"])
+
+    def env(self, data_dir: Path) -> dict[str, str]:
+        """The environment of every command: this one, the venv first on PATH, and with
+        ``--pycache`` a bytecode cache that Python may write (PYTHONPYCACHEPREFIX)."""
+        env = dict(os.environ)
+        env.update(
+            REVIEW_INGEST_DATA_DIR=str(data_dir),
+            PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+        )
+        if self.pycache is not None:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(self.pycache)
+        return env
 
     def discard(self, *paths: Path) -> None:
         """Delete what a run left (reports, outputs of tens of MB) unless told to keep it."""
@@ -403,7 +408,7 @@ def check_once(bench: Bench, key: str) -> Run:
     label = bench.fresh(f"check_{key}")
     cmd = [str(VENV_BIN / "review-ingest"), "check", str(bench.path(key))]
     cmd += ["--template", TEMPLATE, "--json"]
-    run = run_timed(cmd, base_env(bench.tmp / label), bench.logs, label)
+    run = run_timed(cmd, bench.env(bench.tmp / label), bench.logs, label)
     expect(run.returncode in (0, 1), f"exit code {run.returncode}", bench.logs, label)
     report = cli_report(bench, label)
     rows = bench.files[key]["rows"]
@@ -432,7 +437,7 @@ def import_once(bench: Bench, key: str, kind: str) -> Run:
     label = bench.fresh(f"import_{key}_{kind}")
     data_dir = bench.tmp / label
     warehouse = new_warehouse(bench, kind)
-    env = base_env(data_dir)
+    env = bench.env(data_dir)
     env["REVIEW_INGEST_MERCHANTS"] = str(write_merchants(bench.tmp / "merchants.yaml", (MERCHANT,)))
     env["REVIEW_INGEST_WAREHOUSE_URL"] = warehouse.url
     cmd = [str(VENV_BIN / "review-ingest"), "import", str(bench.path(key))]
@@ -457,7 +462,7 @@ def import_once(bench: Bench, key: str, kind: str) -> Run:
 def gx_import_once(bench: Bench) -> Run:
     label = bench.fresh("import_gx")
     cmd = [str(VENV_BIN / "python"), "-c", "import great_expectations"]
-    run = run_timed(cmd, base_env(bench.tmp / label), bench.logs, label)
+    run = run_timed(cmd, bench.env(bench.tmp / label), bench.logs, label)
     expect(run.returncode == 0, "import failed", bench.logs, label)
     return run
 
@@ -480,6 +485,9 @@ def bench_single_files(bench: Bench) -> None:
     name, read = fastest_reader()
     read(bench.path("valid"))  # warm the reader's imports
     bench.facts["floor_reader"] = name
+    if bench.pycache is not None:
+        check_once(bench, "valid")  # untimed: fills the bytecode cache
+        import_once(bench, "valid", "sqlite")
     for number in range(bench.repeat):
         start = time.perf_counter()
         one_round(bench, read)
@@ -488,7 +496,7 @@ def bench_single_files(bench: Bench) -> None:
 
 def airflow_env(bench: Bench, data_dir: Path) -> dict[str, str]:
     """scripts/airflow_env.sh, with a private AIRFLOW_HOME and a SQLite warehouse."""
-    env = base_env(data_dir)
+    env = bench.env(data_dir)
     env.update(
         AIRFLOW_HOME=str(bench.tmp / "airflow"),
         AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
@@ -528,6 +536,8 @@ def dag_once(bench: Bench, files: int) -> Run:
 
 def bench_dag(bench: Bench) -> None:
     migrate_airflow(bench)
+    if bench.pycache is not None:
+        dag_once(bench, 1)  # untimed: fills the bytecode cache
     for number in range(bench.dag_repeat):
         start = time.perf_counter()
         for files in (1, DAG_FILES):
@@ -641,7 +651,6 @@ def git_state() -> dict[str, str]:
 
 
 def write_results(bench: Bench, verdicts: list[Ratio], args: argparse.Namespace) -> Path:
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
     files = {k: {kk: vv for kk, vv in v.items() if kk != "path"} for k, v in bench.files.items()}
     result = {
         "meta": {
@@ -653,6 +662,9 @@ def write_results(bench: Bench, verdicts: list[Ratio], args: argparse.Namespace)
             "repeat": args.repeat,
             "dag_repeat": bench.dag_repeat,
             "quick": args.quick,
+            "pycache": args.pycache,
+            "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE"),
+            "venv_pyc_files": sum(1 for _ in (REPO / ".venv" / "lib").rglob("*.pyc")),
             "git": git_state(),
         },
         "files": files,
@@ -660,9 +672,9 @@ def write_results(bench: Bench, verdicts: list[Ratio], args: argparse.Namespace)
         "facts": bench.facts,
         "ratios": {r.name: r.as_dict() for r in verdicts},
     }
-    path = OUT_DIR / "results.json"
-    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    return path
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return args.out
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -670,6 +682,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=5, help="runs per figure (median)")
     parser.add_argument("--quick", action="store_true", help="one DAG run of each kind only")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder and logs")
+    parser.add_argument(
+        "--pycache",
+        action="store_true",
+        help="let the commands cache bytecode (PYTHONPYCACHEPREFIX in the scratch folder, warmed "
+        "by an untimed run) even when PYTHONDONTWRITEBYTECODE is set",
+    )
+    parser.add_argument("--out", type=Path, default=OUT_DIR / "results.json", help="JSON results")
     return parser.parse_args(argv)
 
 
@@ -680,7 +699,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="bench_ingest_"))
     dag_repeat = 1 if args.quick else args.repeat
-    bench = Bench(tmp, write_big_files(tmp), args.repeat, dag_repeat, keep=args.keep)
+    pycache = tmp / "pycache" if args.pycache else None
+    bench = Bench(tmp, write_big_files(tmp), args.repeat, dag_repeat, args.keep, pycache)
     for key, info in bench.files.items():
         print(f"{key} file: {info['bytes']:,} bytes, {info['rows']:,} rows", flush=True)
     try:
