@@ -12,10 +12,10 @@ nothing, move nothing: on by default), `send_now` (treat every delay as 0).
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
+
+from review_ingest.settings import retry_delay
 
 
 @dag(
@@ -23,7 +23,7 @@ from airflow.sdk import Param, dag, get_current_context, task
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["review-ingest", "backfill"],
-    default_args={"owner": "data-eng", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    default_args={"owner": "data-eng", "retries": 2, "retry_delay": retry_delay()},
     doc_md=__doc__,
     params={
         "merchant_id": Param(

@@ -10,7 +10,8 @@ loaded as review requests, reported on, and moved to `processed/` or `rejected/`
 - **ingest_batch** runs the pipeline of `review_ingest` on its files (one warehouse transaction
   per file). A rejected file is a normal outcome; the task fails only when a file could not be
   processed, and says which merchant and file.
-- **summarize** logs one line per file and the run's totals.
+- **summarize** logs one line per file and the run's totals, and fails (after the others
+  are done) naming the files of any batch that failed.
 
 Reports: `<data>/reports/<merchant_id>/<import_id>/report.html`; Data Docs: `<data>/data_docs/`.
 """
@@ -18,10 +19,11 @@ Reports: `<data>/reports/<merchant_id>/<import_id>/report.html`; Data Docs: `<da
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 
 import pendulum
 from airflow.sdk import dag, task
+
+from review_ingest.settings import retry_delay
 
 POOL = os.environ.get("REVIEW_INGEST_WAREHOUSE_POOL", "default_pool")
 
@@ -32,7 +34,7 @@ POOL = os.environ.get("REVIEW_INGEST_WAREHOUSE_POOL", "default_pool")
     catchup=False,
     max_active_runs=1,
     tags=["review-ingest", "upload"],
-    default_args={"owner": "data-eng", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    default_args={"owner": "data-eng", "retries": 2, "retry_delay": retry_delay()},
     doc_md=__doc__,
 )
 def orders_upload_ingest():
@@ -56,13 +58,14 @@ def orders_upload_ingest():
         return runs.ingest_uploads(batch, warehouse_url_in_airflow())
 
     @task(trigger_rule="all_done")
-    def summarize(results: list[list[dict]]) -> dict:
+    def summarize(batches: list[list[dict]], results: list[list[dict]]) -> dict:
         from review_ingest import runs
 
-        return runs.log_summary(list(results))
+        return runs.log_summary(list(batches), list(results))
 
     check_configuration()
-    summarize(ingest_batch.expand(batch=list_new_files()))
+    batches = list_new_files()
+    summarize(batches, ingest_batch.expand(batch=batches))
 
 
 orders_upload_ingest()

@@ -107,3 +107,38 @@ def test_second_run_with_the_same_files_loads_nothing_again(airflow_db, data_dir
     for merchant_id in SAMPLE_MERCHANTS:
         moved = sorted((data_dir / "processed" / merchant_id).rglob("orders.csv"))
         assert len(moved) == 2, "the second file must not overwrite the first"
+
+
+def test_a_file_that_cannot_be_processed_fails_the_run_but_not_the_other_files(
+    airflow_db, data_dir, warehouse_url, monkeypatch
+):
+    """A fault that cannot be caused for real here (the file's processing itself crashing):
+    the other batches load, the run fails, its summary names the file, the file stays."""
+    from review_ingest.pipeline import Ingest
+
+    _drop_samples(data_dir)
+    real_import = Ingest.import_file
+
+    def crash_on_store(self, path, merchant_id, *args, **kwargs):
+        if merchant_id == "shop-store":
+            raise OSError("disk read error")
+        return real_import(self, path, merchant_id, *args, **kwargs)
+
+    monkeypatch.setattr(Ingest, "import_file", crash_on_store)
+    monkeypatch.setenv("REVIEW_INGEST_BATCH_SIZE", "1")
+    monkeypatch.setenv("REVIEW_INGEST_RETRY_DELAY_SECONDS", "1")
+
+    run = run_dag("orders_upload_ingest")
+
+    assert run.state == "failed"
+    states = [(ti.task_id, ti.state) for ti in run.get_task_instances()]
+    assert sorted(s for t, s in states if t == "ingest_batch") == [
+        "failed",
+        "success",
+        "success",
+        "success",
+    ]
+    assert ("summarize", "failed") in states
+    loaded = query(warehouse_url, "SELECT merchant_id FROM imports WHERE status = 'loaded'")
+    assert sorted(m for (m,) in loaded) == sorted(set(SAMPLE_MERCHANTS) - {"shop-store"})
+    assert (data_dir / "uploads" / "shop-store" / "orders.csv").is_file()

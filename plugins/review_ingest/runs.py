@@ -116,10 +116,13 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
-def log_summary(results: list[list[dict[str, Any]]]) -> dict[str, int]:
-    """One line per file, then the totals of the run."""
-    flat = [item for batch in results or [] for item in batch or []]
-    totals = {"files": len(flat), "loaded": 0, "rejected": 0, "already_imported": 0, "accepted": 0}
+def log_summary(
+    batches: list[list[dict[str, str]]], results: list[list[dict[str, Any]] | None]
+) -> dict[str, int]:
+    """One line per file, then the run's totals; fails naming the files whose batch failed,
+    so that the run shows failed while every other file was still processed."""
+    flat = [item for batch in results or [] if batch for item in batch]
+    totals = {"files": len(flat), "loaded": 0, "rejected": 0, "already_imported": 0}
     for item in flat:
         totals[item["status"]] = totals.get(item["status"], 0) + 1
         log.info(
@@ -135,6 +138,19 @@ def log_summary(results: list[list[dict[str, Any]]]) -> dict[str, int]:
             item["report"],
         )
     log.info("run totals: %s", totals)
+    reported = {(item["merchant_id"], item["file_name"]) for item in flat}
+    missing = [
+        f"{f['merchant_id']}/{Path(f['path']).name}"
+        for batch in batches or []
+        for f in batch
+        if (f["merchant_id"], Path(f["path"]).name) not in reported
+    ]
+    if len([b for b in results or [] if b is not None]) < len(batches or []):
+        shown = ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else "")
+        raise BatchFailed(
+            f"some ingest_batch tasks failed (see their logs); files of those batches not "
+            f"reported by a successful try: {shown or 'none'}"
+        )
     return totals
 
 

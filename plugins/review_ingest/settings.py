@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -37,3 +38,8 @@ def min_file_age_seconds() -> float:
 def batch_size() -> int:
     """Files per ``ingest_batch`` task: fewer means more tasks to spread over workers."""
     return max(1, int(os.environ.get("REVIEW_INGEST_BATCH_SIZE", DEFAULT_BATCH_SIZE)))
+
+
+def retry_delay() -> dt.timedelta:
+    """Between two tries of a failed task (5 minutes; tests shorten it)."""
+    return dt.timedelta(seconds=float(os.environ.get("REVIEW_INGEST_RETRY_DELAY_SECONDS", 300)))

@@ -14,13 +14,14 @@ Error messages name the inbox and the file; no file content is ever logged.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
 import tempfile
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -75,12 +76,22 @@ def connect(conn_id: str, *, conn_retry_attempts: int = 3) -> Iterator[SFTPClien
             "(and not set no_host_key_check or allow_host_key_change)"
         )
     where = f"SFTP connection {conn_id!r} ({hook.username}@{hook.remote_host}:{hook.port})"
-    with ExitStack() as stack:
-        try:
-            sftp = stack.enter_context(hook.get_managed_conn())
-        except Exception as exc:  # paramiko and socket errors have no common base
-            raise TransportError(f"{where}: cannot connect: {_describe(exc)}") from exc
+    managed = hook.get_managed_conn()
+    try:
+        sftp = managed.__enter__()
+    except Exception as exc:  # paramiko and socket errors have no common base
+        raise TransportError(f"{where}: cannot connect: {_describe(exc)}") from exc
+    try:
         yield sftp
+    except BaseException as exc:
+        # Closing a dropped connection raises EOFError: the error that dropped it is the news.
+        with contextlib.suppress(Exception):
+            managed.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    try:
+        managed.__exit__(None, None, None)
+    except Exception as exc:
+        raise TransportError(f"{where}: closing the connection failed: {_describe(exc)}") from exc
 
 
 def list_ready(

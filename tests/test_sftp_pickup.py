@@ -1,0 +1,272 @@
+"""SFTP pickup end to end against a real OpenSSH sshd: merchants upload with the real ``sftp``
+client, the pipeline loads each file once, moves it on the server with its reports, and faults
+of the server never half-load a file."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from review_ingest import sftp, sftp_pickup, warehouse
+from tests.fixtures.airflow import run_dag
+from tests.fixtures.sftp_server import SftpMerchant, SftpServer
+from tests.helpers import airflow_conn_json, query, sample_for_yesterday
+
+pytestmark = pytest.mark.sftp
+OLD = time.time() - 3600
+
+
+@pytest.fixture
+def shop(sftp_server: SftpServer) -> SftpMerchant:
+    return sftp_server.add_merchant("p_acme")
+
+
+@pytest.fixture
+def other(sftp_server: SftpServer) -> SftpMerchant:
+    return sftp_server.add_merchant("p_other")
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch, sftp_server, shop, other, warehouse_url):
+    """Two SFTP merchants in the merchants file, each with its own connection."""
+    lines = ["merchants:"]
+    for merchant, template in ((shop, "website"), (other, "store")):
+        conn_id = f"{merchant.merchant_id}_sftp"
+        monkeypatch.setenv(
+            f"AIRFLOW_CONN_{conn_id.upper()}", sftp_server.airflow_conn_json(merchant)
+        )
+        lines += [
+            f"  {merchant.merchant_id}:",
+            f"    template: {template}",
+            "    sftp:",
+            f"      conn_id: {conn_id}",
+            f"      root: {merchant.root}",
+        ]
+    merchants = tmp_path / "merchants.yaml"
+    merchants.write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("REVIEW_INGEST_MERCHANTS", str(merchants))
+    monkeypatch.setenv("REVIEW_INGEST_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("REVIEW_INGEST_MIN_FILE_AGE_SECONDS", "120")
+    monkeypatch.setenv("AIRFLOW_CONN_REVIEW_WAREHOUSE", airflow_conn_json(warehouse_url))
+    warehouse.migrate(warehouse.engine_for(warehouse_url))
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def running(sftp_server: SftpServer):
+    try:
+        yield sftp_server
+    finally:
+        sftp_server.start()
+
+
+def ls(server: SftpServer, merchant: SftpMerchant, folder: str) -> list[str]:
+    done = server.sftp_batch(merchant, f'ls -1a "{folder}"\n')
+    assert done.returncode == 0, done.stderr
+    names = [n.strip() for n in done.stdout.splitlines() if not n.startswith("sftp>")]
+    return sorted(n.rsplit("/", 1)[-1] for n in names if n.rsplit("/", 1)[-1] not in (".", ".."))
+
+
+def requests_of(warehouse_url: str, merchant_id: str) -> int:
+    return query(
+        warehouse_url, "SELECT count(*) FROM review_requests WHERE merchant_id = :m", m=merchant_id
+    )[0][0]
+
+
+def test_uploaded_file_is_loaded_once_moved_and_reported(sftp_server, shop, setup, warehouse_url):
+    sample = sample_for_yesterday("website").encode()
+    sftp_server.upload(shop, f"{shop.inbox}/orders.csv", sample, mtime=OLD)
+    for name in ("next.csv.part", "next.tmp", ".next.csv", "next.csv.filepart"):
+        sftp_server.upload(shop, f"{shop.inbox}/{name}", b"order_ref;", mtime=OLD)
+    sftp_server.upload(shop, f"{shop.inbox}/young.csv", sample)
+
+    result = sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)
+
+    assert [(f["file_name"], f["status"]) for f in result["files"]] == [("orders.csv", "loaded")]
+    assert requests_of(warehouse_url, shop.merchant_id) == 5
+    assert query(warehouse_url, "SELECT source, file_name FROM imports") == [("sftp", "orders.csv")]
+    assert ls(sftp_server, shop, shop.inbox) == sorted(
+        [".next.csv", "next.csv.filepart", "next.csv.part", "next.tmp", "processed", "young.csv"]
+    )
+    processed = f"{shop.inbox}/processed"
+    assert ls(sftp_server, shop, processed) == [
+        "orders.csv",
+        "orders.csv.errors.csv",
+        "orders.csv.report.json",
+    ]
+    assert sftp_server.fetch(shop, f"{processed}/orders.csv") == sample
+    report = json.loads(sftp_server.fetch(shop, f"{processed}/orders.csv.report.json"))
+    assert (report["status"], report["source"], report["requests"]["brand"]) == (
+        "loaded",
+        "sftp",
+        5,
+    )
+    errors = sftp_server.fetch(shop, f"{processed}/orders.csv.errors.csv").decode()
+    assert errors == "line;column;code;message\n"
+    assert (setup / "processed" / shop.merchant_id / "orders.csv").read_bytes() == sample
+
+    again = sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)
+    assert again["files"] == []
+    assert requests_of(warehouse_url, shop.merchant_id) == 5
+
+
+def test_rejected_files_end_in_orders_rejected_with_their_report(
+    sftp_server, shop, setup, warehouse_url
+):
+    sample = sample_for_yesterday("website")
+    sftp_server.upload(shop, f"{shop.inbox}/a.csv", sample.encode(), mtime=OLD - 10)
+    sftp_server.upload(shop, f"{shop.inbox}/b.csv", (sample + "\n").encode(), mtime=OLD)
+    sftp_server.upload(shop, f"{shop.inbox}/c.csv", sample.replace(";", ",").encode(), mtime=OLD)
+
+    result = sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)
+
+    by_name = {f["file_name"]: f for f in result["files"]}
+    assert by_name["a.csv"]["status"] == "loaded"
+    assert by_name["b.csv"]["rejection"] == "existing_proofs"
+    assert by_name["c.csv"]["rejection"] == "wrong_separator"
+    rejected = f"{shop.inbox}/rejected"
+    assert ls(sftp_server, shop, rejected) == sorted(
+        f"{n}{s}" for n in ("b.csv", "c.csv") for s in ("", ".errors.csv", ".report.json")
+    )
+    report = json.loads(sftp_server.fetch(shop, f"{rejected}/b.csv.report.json"))
+    assert report["rejection"]["code"] == "existing_proofs"
+    assert len(report["existing_proofs"]) == 5
+    assert (setup / "rejected" / shop.merchant_id / "c.csv").is_file()
+
+
+def test_each_merchant_file_lands_under_its_own_merchant(
+    sftp_server, shop, other, setup, warehouse_url
+):
+    sftp_server.upload(
+        shop, f"{shop.inbox}/orders.csv", sample_for_yesterday("website").encode(), mtime=OLD
+    )
+    sftp_server.upload(
+        other, f"{other.inbox}/orders.csv", sample_for_yesterday("store").encode(), mtime=OLD
+    )
+
+    for merchant in (shop, other):
+        sftp_pickup.collect_merchant(merchant.merchant_id, warehouse_url)
+
+    assert requests_of(warehouse_url, shop.merchant_id) == 5
+    assert requests_of(warehouse_url, other.merchant_id) == 4
+    assert "orders.csv" in ls(sftp_server, other, f"{other.inbox}/processed")
+    denied = sftp_server.sftp_batch(other, f'ls "{shop.inbox}"\n')
+    assert denied.returncode != 0
+
+
+def test_server_stopping_after_listing_loads_nothing_then_the_next_run_loads_once(
+    running, shop, setup, warehouse_url, monkeypatch
+):
+    running.upload(
+        shop, f"{shop.inbox}/orders.csv", sample_for_yesterday("website").encode(), mtime=OLD
+    )
+    real_list = sftp.list_ready
+
+    def list_then_stop(*args, **kwargs):
+        listed = real_list(*args, **kwargs)
+        running.stop()
+        return listed
+
+    monkeypatch.setattr(sftp, "list_ready", list_then_stop)
+    with pytest.raises(sftp.TransportError, match="orders.csv"):
+        sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)
+    assert query(warehouse_url, "SELECT count(*) FROM imports")[0][0] == 0
+
+    monkeypatch.setattr(sftp, "list_ready", real_list)
+    running.start()
+    sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)
+    assert requests_of(warehouse_url, shop.merchant_id) == 5
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_server_stopping_during_download_loads_nothing(running, shop, setup, warehouse_url):
+    header, *rows = sample_for_yesterday("website").splitlines()
+    many = [rows[0].replace("WEB-100231", f"BIG-{i}") for i in range(60_000)]
+    data = ("\n".join([header, *many]) + "\n").encode()
+    running.upload(shop, f"{shop.inbox}/big.csv", data, mtime=OLD)
+    staging = sftp_pickup.staging_dir(shop.merchant_id)
+    staging.mkdir(parents=True)
+    done = threading.Event()
+
+    def stop_when_bytes_arrive() -> None:
+        while not done.is_set():
+            if any(p.stat().st_size > 0 for p in staging.iterdir() if p.exists()):
+                running.stop()
+                return
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=stop_when_bytes_arrive)
+    watcher.start()
+    try:
+        with pytest.raises(sftp.TransportError):
+            sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)
+    finally:
+        done.set()
+        watcher.join()
+    assert query(warehouse_url, "SELECT count(*) FROM imports")[0][0] == 0
+    assert list(staging.iterdir()) == []
+
+    running.start()
+    sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)
+    assert requests_of(warehouse_url, shop.merchant_id) == 60_000
+
+
+def test_move_failing_after_the_commit_is_finished_by_the_next_run(
+    running, shop, setup, warehouse_url, monkeypatch
+):
+    running.upload(
+        shop, f"{shop.inbox}/orders.csv", sample_for_yesterday("website").encode(), mtime=OLD
+    )
+    real_publish = sftp.publish
+
+    def stop_then_publish(*args, **kwargs):
+        running.stop()
+        return real_publish(*args, **kwargs)
+
+    monkeypatch.setattr(sftp, "publish", stop_then_publish)
+    with pytest.raises(sftp.TransportError):
+        sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)
+    first = query(warehouse_url, "SELECT import_id FROM imports WHERE status = 'loaded'")
+    assert len(first) == 1 and requests_of(warehouse_url, shop.merchant_id) == 5
+
+    monkeypatch.setattr(sftp, "publish", real_publish)
+    running.start()
+    result = sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)
+
+    assert [f["status"] for f in result["files"]] == ["already_imported"]
+    assert requests_of(warehouse_url, shop.merchant_id) == 5
+    report = json.loads(running.fetch(shop, f"{shop.inbox}/processed/orders.csv.report.json"))
+    assert (report["import_id"], report["status"]) == (first[0][0], "loaded")
+
+
+@pytest.mark.airflow
+def test_orders_sftp_ingest_dag_end_to_end(
+    airflow_db, sftp_server, shop, other, setup, warehouse_url, monkeypatch
+):
+    """A real DAG run; the second merchant's server refuses its key: only its part fails."""
+    sftp_server.upload(
+        shop, f"{shop.inbox}/orders.csv", sample_for_yesterday("website").encode(), mtime=OLD
+    )
+    sftp_server.upload(
+        other, f"{other.inbox}/orders.csv", sample_for_yesterday("store").encode(), mtime=OLD
+    )
+    wrong = json.loads(sftp_server.airflow_conn_json(other))
+    wrong["extra"]["key_file"] = str(shop.key_path)
+    monkeypatch.setenv("AIRFLOW_CONN_P_OTHER_SFTP", json.dumps(wrong))
+    monkeypatch.setenv("REVIEW_INGEST_RETRY_DELAY_SECONDS", "1")
+
+    run = run_dag("orders_sftp_ingest")
+
+    assert run.state == "failed"
+    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+    assert states[("summarize", -1)] == "failed", "the run's summary names the failed merchant"
+    assert sorted(s for (t, _), s in states.items() if t == "collect_merchant") == [
+        "failed",
+        "success",
+    ]
+    assert requests_of(warehouse_url, shop.merchant_id) == 5
+    assert requests_of(warehouse_url, other.merchant_id) == 0
+    assert "orders.csv" in ls(sftp_server, other, other.inbox)
