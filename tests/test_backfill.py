@@ -1,0 +1,132 @@
+"""orders_backfill with dag.test(): one named file, dry runs, send_now, and the SFTP source."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+
+import pytest
+
+from review_ingest import runs, warehouse
+from review_ingest.merchants import Merchant, SftpSource
+from tests.fixtures.airflow import run_dag
+from tests.helpers import airflow_conn_json, drop, query, sample_for_yesterday, write_merchants
+
+pytestmark = pytest.mark.airflow
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch, warehouse_url):
+    data = tmp_path / "data"
+    merchants = write_merchants(tmp_path / "merchants.yaml", {"acme": "website_products"})
+    monkeypatch.setenv("REVIEW_INGEST_DATA_DIR", str(data))
+    monkeypatch.setenv("REVIEW_INGEST_MERCHANTS", str(merchants))
+    monkeypatch.setenv("AIRFLOW_CONN_REVIEW_WAREHOUSE", airflow_conn_json(warehouse_url))
+    monkeypatch.setenv("REVIEW_INGEST_RETRY_DELAY_SECONDS", "1")
+    warehouse.migrate(warehouse.engine_for(warehouse_url))
+    return data
+
+
+def conf(**kw):
+    return {
+        "merchant_id": "acme",
+        "file": "q3.csv",
+        "source": "upload",
+        "dry_run": False,
+        "send_now": False,
+        **kw,
+    }
+
+
+def test_dry_run_reports_and_touches_nothing(data_dir, airflow_db, warehouse_url):
+    uploads = data_dir / "uploads" / "acme"
+    drop(uploads, "q3.csv", sample_for_yesterday("website_products"))
+    drop(uploads, "other.csv", sample_for_yesterday("website_products"))
+
+    run = run_dag("orders_backfill", conf(dry_run=True))
+
+    assert run.state == "success"
+    assert query(warehouse_url, "SELECT count(*) FROM imports")[0][0] == 0
+    assert sorted(p.name for p in uploads.iterdir()) == ["other.csv", "q3.csv"]
+    (report,) = [json.loads(p.read_text()) for p in data_dir.glob("reports/acme/*/report.json")]
+    assert (report["status"], report["source"], report["requests"]["product"]) == (
+        "accepted",
+        "backfill",
+        5,
+    )
+
+
+def test_send_now_loads_every_request_due_now_with_source_backfill(
+    data_dir, airflow_db, warehouse_url
+):
+    uploads = data_dir / "uploads" / "acme"
+    drop(uploads, "q3.csv", sample_for_yesterday("website_products"))
+    drop(uploads, "other.csv", sample_for_yesterday("website_products"))
+    started = time.time()
+
+    assert run_dag("orders_backfill", conf(send_now=True)).state == "success"
+
+    assert query(warehouse_url, "SELECT source, status FROM imports") == [("backfill", "loaded")]
+    due = query(warehouse_url, "SELECT scheduled_at FROM review_requests")
+    assert len(due) == 9
+    for (scheduled,) in due:
+        if isinstance(scheduled, str):  # SQLite keeps ISO-8601 text
+            scheduled = dt.datetime.fromisoformat(scheduled)
+        if scheduled.tzinfo is None:
+            scheduled = scheduled.replace(tzinfo=dt.UTC)
+        assert abs(scheduled.timestamp() - started) < 600, "every delay counts as 0"
+    assert sorted(p.name for p in uploads.iterdir()) == ["other.csv"]
+    assert (data_dir / "processed" / "acme" / "q3.csv").is_file()
+
+
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [
+        ({"merchant_id": "nobody"}, "unknown merchant_id 'nobody'"),
+        ({"file": "../etc/passwd"}, "may not hold a path"),
+        ({"source": "ftp"}, "source must be upload or sftp"),
+        ({"source": "sftp"}, "has no sftp block"),
+    ],
+)
+def test_backfill_params_are_refused_with_a_message_naming_them(params, words):
+    merchants = {"acme": Merchant("acme", "website")}
+    with pytest.raises(ValueError, match=words.replace("(", r"\(")):
+        runs.BackfillRequest.from_params(conf(**params), merchants)
+
+
+def test_a_missing_file_fails_naming_it(data_dir, warehouse_url):
+    request = runs.BackfillRequest("acme", "missing.csv", dry_run=False)
+    with pytest.raises(FileNotFoundError, match="'missing.csv'"):
+        runs.backfill_upload(request, warehouse_url)
+
+
+def test_sftp_params_accepted_for_a_merchant_with_an_sftp_block():
+    merchants = {"acme": Merchant("acme", "website", sftp=SftpSource("c", "/acme"))}
+    request = runs.BackfillRequest.from_params(conf(source="sftp", dry_run=None), merchants)
+    assert (request.source, request.dry_run) == ("sftp", False)
+
+
+@pytest.mark.sftp
+def test_sftp_backfill_takes_the_named_file_of_the_inbox(
+    sftp_server, tmp_path, monkeypatch, data_dir, airflow_db, warehouse_url
+):
+    merchant = sftp_server.add_merchant("p_back")
+    monkeypatch.setenv("AIRFLOW_CONN_P_BACK_SFTP", sftp_server.airflow_conn_json(merchant))
+    write_merchants(
+        tmp_path / "merchants.yaml",
+        {"acme": "website_products"},
+        extra=f"    sftp:\n      conn_id: p_back_sftp\n      root: {merchant.root}\n",
+    )
+    old = time.time() - 3600
+    sample = sample_for_yesterday("website_products").encode()
+    sftp_server.upload(merchant, f"{merchant.inbox}/q3.csv", sample, mtime=old)
+    sftp_server.upload(merchant, f"{merchant.inbox}/daily.csv", sample, mtime=old)
+
+    run = run_dag("orders_backfill", conf(source="sftp"))
+
+    assert run.state == "success"
+    assert query(warehouse_url, "SELECT source, file_name FROM imports") == [("backfill", "q3.csv")]
+    processed = sftp_server.fetch(merchant, f"{merchant.inbox}/processed/q3.csv.report.json")
+    assert json.loads(processed)["source"] == "backfill"
+    assert sftp_server.fetch(merchant, f"{merchant.inbox}/daily.csv") == sample
