@@ -696,8 +696,10 @@ class Run:
         import psycopg
 
         with psycopg.connect(pg_dsn(self.warehouse_db)) as conn:
-            rows = conn.execute("SELECT merchant_id, file_name FROM imports WHERE status = 'loaded'")
-            return {(merchant, name) for merchant, name in rows}
+            rows = conn.execute(
+                "SELECT merchant_id, file_name FROM imports WHERE status = 'loaded'"
+            ).fetchall()
+        return {(merchant, name) for merchant, name in rows}
 
     def maybe_kill_worker1(self, tries: list[dict[str, Any]]) -> bool:
         """Kill worker1 once one of its ingest_batch tasks is half done: some of its files
