@@ -79,23 +79,26 @@ def test_bad_rows_load_the_good_ones_and_keep_personal_data_out(tmp_path, env, w
     good = sample_for_yesterday("website").splitlines()[1]
     secret = "jeanne.secret@@example.fr"
     bad = good.replace("WEB-100231", "BAD-1").replace("camille.durand@example.fr", secret)
+    long_name = "Secretlastname" * 8
+    too_long = good.replace("WEB-100231", "BAD-2").replace(";Durand;", f";{long_name};")
     path = tmp_path / "mixed.csv"
-    path.write_text(HEADER + good + "\n" + bad + "\n", encoding="utf-8")
+    path.write_text(HEADER + good + "\n" + bad + "\n" + too_long + "\n", encoding="utf-8")
 
     code, report, stderr = import_file(path, env)
 
     assert code == 0 and report["status"] == "loaded"
-    assert (report["valid_rows"], report["error_rows"]) == (1, 1)
-    assert report["errors"][0]["line"] == 3 and report["errors"][0]["code"] == "invalid_email"
+    assert (report["valid_rows"], report["error_rows"]) == (1, 2)
     stored = query(warehouse_url, "SELECT line, column_name, code FROM import_errors")
-    assert stored == [(3, "email", "invalid_email")]
+    assert sorted(stored) == [(3, "email", "invalid_email"), (4, "lastname", "value_too_long")]
     data = Path(env["REVIEW_INGEST_DATA_DIR"])
     written = [
         p.read_text(encoding="utf-8")
         for p in data.rglob("*")
         if p.is_file() and p.suffix in (".json", ".html", ".csv")
     ]
-    assert not any(secret in text for text in written + [json.dumps(report), stderr])
+    assert any("data_docs" in str(p) for p in data.rglob("*.html")), "Data Docs were built"
+    for value in (secret, long_name):
+        assert not any(value in text for text in written + [json.dumps(report), stderr])
 
 
 @pytest.mark.parametrize(

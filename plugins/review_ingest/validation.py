@@ -36,6 +36,7 @@ RESULT_FORMAT = {
     "partial_unexpected_count": 0,
     "return_unexpected_index_query": False,
 }
+DOCS_INDEX_LIMIT = 500
 _RANK = {code: rank for rank, code in enumerate(rules.PRIORITY)}
 
 
@@ -84,7 +85,12 @@ class Validation:
                 "class_name": "SiteBuilder",
                 "show_how_to_buttons": False,
                 "store_backend": _filesystem(docs_dir),
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                # The index reads every result it lists: bound it so that building the docs
+                # does not grow with the history (older pages stay on disk).
+                "site_index_builder": {
+                    "class_name": "DefaultSiteIndexBuilder",
+                    "validation_results_limit": DOCS_INDEX_LIMIT,
+                },
             }
         self.context = gx.get_context(project_config=config, mode="ephemeral")
         source = self.context.data_sources.add_pandas("order_files")
