@@ -76,10 +76,8 @@ class Ingest:
     ) -> Outcome:
         """``review-ingest check``: every check that needs no warehouse; nothing is loaded."""
         merchant = default_merchant(template_id)
-        now = dt.datetime.now(dt.UTC)
-        if as_of is not None:
-            now = as_of_noon(as_of, merchant)
-        outcome = self._evaluate(data, file_name, merchant, "upload", now, now)
+        now = as_of_noon(as_of, merchant) if as_of else dt.datetime.now(dt.UTC)
+        outcome = self._evaluate(data, _new_record(data, file_name, merchant, "upload", now, now))
         outcome.record.status = "rejected" if outcome.rejection else "accepted"
         return outcome
 
@@ -91,63 +89,54 @@ class Ingest:
         *,
         dry_run: bool = False,
         send_now: bool = False,
-        reports_root: Path | None = None,
     ) -> Outcome:
-        """The whole pipeline for one file; writes its reports, leaves the file where it is."""
+        """The whole pipeline for one file; writes its reports, leaves the file where it is.
+
+        With ``dry_run`` nothing is written to the warehouse (status ``accepted`` or
+        ``rejected``, as ``check`` gives).
+        """
         data = path.read_bytes()
         now = dt.datetime.now(dt.UTC)
         received = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
-        merchant = self.merchants.get(merchant_id)
-        if merchant is None:
-            outcome = _unknown_merchant(data, path.name, merchant_id, source, received, now)
+        merchant = self.merchants.get(merchant_id) or Merchant(merchant_id, template="")
+        record = _new_record(data, path.name, merchant, source, received, now)
+        if merchant_id not in self.merchants:
+            outcome = _unknown_merchant(record)
         else:
-            outcome = self._import(
-                data, path.name, merchant, source, received, now, dry_run, send_now
-            )
-        if not dry_run:
+            outcome = self._import(data, record, merchant, dry_run, send_now)
+        if not dry_run and outcome.record.status != "loaded":
             from review_ingest import warehouse
 
-            if outcome.record.status != "loaded":
-                warehouse.save(self.engine, outcome)
-        self.write_reports(outcome, reports_root)
+            warehouse.save(self.engine, outcome)
+        self.write_reports(outcome)
         log.info(
             "merchant %s file %s: %s (import %s, %d rows, %d errors, %d duplicates)",
-            outcome.record.merchant_id,
-            outcome.record.file_name,
-            outcome.rejection.code if outcome.rejection else outcome.record.status,
-            outcome.record.import_id,
-            outcome.record.total_rows,
-            outcome.record.error_rows,
-            outcome.record.duplicate_rows,
+            record.merchant_id,
+            record.file_name,
+            outcome.rejection.code if outcome.rejection else record.status,
+            record.import_id,
+            record.total_rows,
+            record.error_rows,
+            record.duplicate_rows,
         )
         return outcome
 
     def _import(
-        self,
-        data: bytes,
-        file_name: str,
-        merchant: Merchant,
-        source: str,
-        received: dt.datetime,
-        now: dt.datetime,
-        dry_run: bool,
-        send_now: bool,
+        self, data: bytes, record: ImportRecord, merchant: Merchant, dry_run: bool, send_now: bool
     ) -> Outcome:
         from review_ingest import warehouse
 
-        sha = hashlib.sha256(data).hexdigest()
-        earlier = warehouse.loaded_import(self.engine, merchant.merchant_id, sha)
+        earlier = warehouse.loaded_import(self.engine, merchant.merchant_id, record.sha256)
         if earlier is not None:
-            return _already_imported(data, file_name, merchant, source, received, now, earlier)
-        outcome = self._evaluate(
-            data, file_name, merchant, source, received, now, send_now=send_now
-        )
+            record.status = "already_imported"
+            return Outcome(record=record, suite=merchant.template, earlier_import_id=earlier)
+        outcome = self._evaluate(data, record, merchant, send_now=send_now)
         if outcome.rejection is None:
             outcome.rejection = self._existing_proofs(outcome, merchant)
         if outcome.rejection is not None:
             _reject(outcome, outcome.rejection)
         elif dry_run:
-            outcome.record.status = "accepted"
+            record.status = "accepted"
         else:
             self._load(outcome, merchant)
         return outcome
@@ -191,38 +180,27 @@ class Ingest:
     def _evaluate(
         self,
         data: bytes,
-        file_name: str,
-        merchant: Merchant,
-        source: str,
-        received: dt.datetime,
-        now: dt.datetime,
+        record: ImportRecord,
+        merchant: Merchant | None = None,
         *,
         send_now: bool = False,
     ) -> Outcome:
         """Sections 1 to 4 without the warehouse: rejection, row errors, duplicates, requests."""
+        merchant = merchant or default_merchant(record.template or "")
         template = TEMPLATES[merchant.template]
-        record = ImportRecord(
-            import_id=new_import_id(now),
-            merchant_id=merchant.merchant_id,
-            source=source,
-            file_name=file_name,
-            sha256=hashlib.sha256(data).hexdigest(),
-            size_bytes=len(data),
-            template=template.id,
-            status="loaded",
-            rejection_code=None,
-            received_at=received,
-            processed_at=now,
-        )
         outcome = Outcome(record=record, suite=template.id)
         try:
             parsed = read_file(data, template)
         except FileRejected as exc:
             _reject(outcome, exc.rejection)
             return outcome
-        as_of = now.astimezone(merchant.tz).date()
+        now = record.processed_at
         checked = self.validation.check_rows(
-            parsed.records, template, merchant, as_of, run_name=record.import_id
+            parsed.records,
+            template,
+            merchant,
+            now.astimezone(merchant.tz).date(),
+            run_name=record.import_id,
         )
         if checked.result_id is not None:
             self._pending_docs.append(checked.result_id)
@@ -247,9 +225,10 @@ class Ingest:
         record.product_requests = len(requests) - record.brand_requests
         return outcome
 
-    def write_reports(self, outcome: Outcome, reports_root: Path | None = None) -> Path:
-        root = reports_root or self.data_dir / "reports"
-        return report.write(outcome, root / outcome.record.merchant_id / outcome.record.import_id)
+    def write_reports(self, outcome: Outcome) -> Path:
+        """Into ``<data>/reports/<merchant_id>/<import_id>/``."""
+        rec = outcome.record
+        return report.write(outcome, self.data_dir / "reports" / rec.merchant_id / rec.import_id)
 
     def finish(self) -> None:
         """Build the Data Docs of every validation of this batch, once."""
@@ -267,69 +246,38 @@ def _reject(outcome: Outcome, rejection: Rejection) -> None:
     outcome.record.brand_requests = outcome.record.product_requests = 0
 
 
-def _bare_record(
-    data: bytes,
-    file_name: str,
-    merchant_id: str,
-    template: str | None,
-    source: str,
-    received: dt.datetime,
-    now: dt.datetime,
-    status: str,
-) -> ImportRecord:
-    return ImportRecord(
-        import_id=new_import_id(now),
-        merchant_id=merchant_id,
-        source=source,
-        file_name=file_name,
-        sha256=hashlib.sha256(data).hexdigest(),
-        size_bytes=len(data),
-        template=template,
-        status=status,
-        rejection_code=None,
-        received_at=received,
-        processed_at=now,
-    )
-
-
-def _unknown_merchant(
-    data: bytes,
-    file_name: str,
-    merchant_id: str,
-    source: str,
-    received: dt.datetime,
-    now: dt.datetime,
-) -> Outcome:
-    record = _bare_record(data, file_name, merchant_id, None, source, received, now, "rejected")
-    outcome = Outcome(record=record)
-    _reject(
-        outcome,
-        Rejection(
-            "unknown_merchant",
-            f"the folder {merchant_id!r} belongs to no configured merchant: "
-            "nothing was loaded (add the merchant to the merchants file and send the file again)",
-        ),
-    )
-    return outcome
-
-
-def _already_imported(
+def _new_record(
     data: bytes,
     file_name: str,
     merchant: Merchant,
     source: str,
     received: dt.datetime,
     now: dt.datetime,
-    earlier: str,
-) -> Outcome:
-    record = _bare_record(
-        data,
-        file_name,
-        merchant.merchant_id,
-        merchant.template,
-        source,
-        received,
-        now,
-        "already_imported",
+) -> ImportRecord:
+    record = ImportRecord(
+        import_id=new_import_id(now),
+        merchant_id=merchant.merchant_id,
+        source=source,
+        file_name=file_name,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
+        template=merchant.template or None,
+        status="loaded",
+        rejection_code=None,
+        received_at=received,
+        processed_at=now,
     )
-    return Outcome(record=record, suite=merchant.template, earlier_import_id=earlier)
+    return record
+
+
+def _unknown_merchant(record: ImportRecord) -> Outcome:
+    outcome = Outcome(record=record)
+    _reject(
+        outcome,
+        Rejection(
+            "unknown_merchant",
+            f"the folder {record.merchant_id!r} belongs to no configured merchant: "
+            "nothing was loaded (add the merchant to the merchants file and send the file again)",
+        ),
+    )
+    return outcome
