@@ -245,6 +245,18 @@ def marked_processes(variable: str, value: str) -> set[int]:
     return found
 
 
+def still_ours(pids: set[int], tag: str) -> set[int]:
+    """The pids that are still processes of this run (a pid may have been reused since)."""
+    import psutil
+
+    alive = set()
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            if psutil.Process(pid).environ().get(MARKER) == tag:
+                alive.add(pid)
+    return alive
+
+
 def signal_pids(pids: set[int], sig: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -284,8 +296,9 @@ def stop_all(services: list[Service], tag: str, grace: float = 20.0) -> None:
     for service in services:
         if service.proc is None:
             continue
-        signal_group(service, signal.SIGKILL)
-        signal_pids(service.tree | descendants(service.proc.pid), signal.SIGKILL)
+        if service.alive():
+            signal_group(service, signal.SIGKILL)
+        signal_pids(still_ours(service.tree | descendants(service.proc.pid), tag), signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             service.proc.wait(timeout=10)
     leftovers = marked_processes(MARKER, tag)
@@ -859,12 +872,13 @@ class Run:
             write_merchants(self.tmp / "merchants.yaml", merchants)
             self.migrate(env)
             self.start_services(env)
-            pool = subprocess.Popen(
-                [str(VENV_BIN / "airflow"), "pools", "set", "warehouse", str(args.pool_slots),
-                 "bounds warehouse connections"],
-                env=env, cwd=REPO, stdout=open(self.tmp / "logs" / "pool.log", "ab"),
-                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_child_setup,
-            )  # fmt: skip
+            with open(self.tmp / "logs" / "pool.log", "ab") as pool_log:
+                pool = subprocess.Popen(
+                    [str(VENV_BIN / "airflow"), "pools", "set", "warehouse", str(args.pool_slots),
+                     "bounds warehouse connections"],
+                    env=env, cwd=REPO, stdout=pool_log, stderr=subprocess.STDOUT,
+                    start_new_session=True, preexec_fn=_child_setup,
+                )  # fmt: skip
             dropped = drop_files(self.tmp / "data", merchants, args.files)
             log(f"dropped {len(dropped)} files over {len(merchants)} merchants")
             if pool.wait(timeout=180) != 0:
