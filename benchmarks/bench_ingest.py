@@ -222,7 +222,6 @@ class Figure:
 
     name: str
     runs: list[Run] = field(default_factory=list)
-    notes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def median(self) -> float:
@@ -239,7 +238,6 @@ class Figure:
             "max_s": round(max(r.seconds for r in self.runs), 4),
             "peak_rss_mb": round(self.peak_mb, 1),
             "runs": [asdict(r) for r in self.runs],
-            **self.notes,
         }
 
 
