@@ -9,6 +9,8 @@ from __future__ import annotations
 import fcntl
 import functools
 import logging
+import sqlite3
+import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import fields
@@ -84,10 +86,22 @@ def _sqlite_engine(url: URL) -> Engine:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """Foreign keys are off by default in SQLite; WAL lets readers run while a file loads."""
+    """Foreign keys are off by default in SQLite; WAL lets readers run while a file loads.
+
+    Switching a new database to WAL needs an exclusive lock that SQLite's busy timeout does not
+    wait for: when another process holds the database (its first migration), try again.
+    """
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys = ON")
-    cursor.execute("PRAGMA journal_mode = WAL")
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     cursor.close()
 
 
