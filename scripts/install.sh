@@ -20,8 +20,10 @@ if [ ! -x .venv/bin/uv ]; then
     || .venv/bin/pip install --quiet --disable-pip-version-check uv || true
 fi
 stamp=.venv/.requirements.sha256
-want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt pyproject.toml scripts/install.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  # Compiled bytecode: without it every command compiles ~2,000 modules at start (this
+  # environment may set PYTHONDONTWRITEBYTECODE, so nothing would ever be cached).
   if [ -x .venv/bin/uv ]; then
     .venv/bin/uv pip install --quiet --python .venv/bin/python -r requirements.txt
     .venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps -e .
@@ -29,6 +31,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
     .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
   fi
+  .venv/bin/python -m compileall -q -j 0 .venv/lib/python3.11/site-packages >/dev/null || true
   echo "$want" > "$stamp"
 fi
 echo "install: .venv is ready ($(.venv/bin/review-ingest --help >/dev/null && echo review-ingest installed))"
