@@ -269,3 +269,28 @@ def test_report_json_keeps_non_ascii_text_readable(tmp_path):
     folder = report.write(result, tmp_path / "r")
     got = json.loads((folder / "report.json").read_text("utf-8"))
     assert got["errors"][0]["message"] == "Théière trop longue"
+
+
+def test_an_all_bad_file_lists_the_first_errors_and_keeps_every_one_in_errors_csv(tmp_path):
+    many = [
+        RowError(line, "email", "invalid_email", "email is not valid")
+        for line in range(2, 2 + report.MAX_LISTED + 500)
+    ]
+    dups = [Duplicate(line, 2) for line in range(5000, 5000 + report.MAX_LISTED + 1)]
+    bad = outcome(errors=many, duplicates=dups)
+
+    as_dict = report.to_dict(bad)
+    folder = report.write(bad, tmp_path / "r")
+
+    assert len(as_dict["errors"]) == report.MAX_LISTED
+    assert as_dict["errors_total"] == len(many)
+    assert as_dict["errors_by_code"] == {"invalid_email": len(many)}
+    assert len(as_dict["duplicates"]) == report.MAX_LISTED
+    assert as_dict["duplicates_total"] == len(dups)
+    lines = (folder / "errors.csv").read_text().splitlines()
+    assert len(lines) == 1 + len(many)
+    assert f"the first {report.MAX_LISTED} of {len(many)}" in (folder / "report.html").read_text()
+
+
+def test_a_short_list_has_exactly_the_keys_of_the_contract():
+    assert set(report.to_dict(outcome())) == set(CONTRACT_EXAMPLE)

@@ -7,12 +7,16 @@ import html
 import io
 import json
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from review_ingest.records import Outcome
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: report.json and report.html list this many errors and duplicates at most, so that an all-bad
+#: 5 MB file still gives a small report; errors.csv (and the warehouse) hold every one.
+MAX_LISTED = 1000
 
 
 def to_dict(outcome: Outcome) -> dict[str, Any]:
@@ -42,10 +46,11 @@ def to_dict(outcome: Outcome) -> dict[str, Any]:
         },
         "errors": [
             {"line": e.line, "column": e.column, "code": e.code, "message": e.message}
-            for e in outcome.errors
+            for e in outcome.errors[:MAX_LISTED]
         ],
         "duplicates": [
-            {"line": d.line, "duplicate_of_line": d.duplicate_of_line} for d in outcome.duplicates
+            {"line": d.line, "duplicate_of_line": d.duplicate_of_line}
+            for d in outcome.duplicates[:MAX_LISTED]
         ],
         "existing_proofs": [
             {"order_ref": p.order_ref, "line": p.line}
@@ -55,6 +60,11 @@ def to_dict(outcome: Outcome) -> dict[str, Any]:
     }
     if outcome.earlier_import_id:
         report["earlier_import_id"] = outcome.earlier_import_id
+    if len(outcome.errors) > MAX_LISTED:
+        report["errors_total"] = len(outcome.errors)
+        report["errors_by_code"] = dict(Counter(e.code for e in outcome.errors).most_common())
+    if len(outcome.duplicates) > MAX_LISTED:
+        report["duplicates_total"] = len(outcome.duplicates)
     return report
 
 
@@ -125,8 +135,8 @@ th{{background:#f3f3f3}} .status{{font-size:1.2rem;padding:.6rem;border-radius:4
 <tr><th>Of which due now</th><td>{r["requests"]["due_now"]}</td></tr>
 </table>
 {_section("Orders already imported", ["order_ref", "line"], proofs)}
-{_section(f"Errors ({len(r['errors'])})", ["line", "column", "code", "message"], rows)}
-{_section(f"Duplicates ({len(r['duplicates'])})", ["line", "same as line"], dups)}
+{_section(_listed("Errors", r, "errors"), ["line", "column", "code", "message"], rows)}
+{_section(_listed("Duplicates", r, "duplicates"), ["line", "same as line"], dups)}
 <p>{
         'Validation details (Great Expectations Data Docs): <a href="'
         + esc(docs)
@@ -138,6 +148,14 @@ th{{background:#f3f3f3}} .status{{font-size:1.2rem;padding:.6rem;border-radius:4
     }</p>
 </body></html>
 """
+
+
+def _listed(title: str, r: dict[str, Any], key: str) -> str:
+    total = r.get(f"{key}_total", len(r[key]))
+    if total > len(r[key]):
+        more = " (the full list is in errors.csv)" if key == "errors" else ""
+        return f"{title}: the first {len(r[key])} of {total}{more}"
+    return f"{title} ({total})"
 
 
 def _verdict(r: dict[str, Any]) -> str:
