@@ -37,6 +37,8 @@ RESULT_FORMAT = {
     "return_unexpected_index_query": False,
 }
 DOCS_INDEX_LIMIT = 500
+#: Failing lines of each expectation kept in the stored result that the Data Docs show.
+DOCS_LINES_SHOWN = 20
 _RANK = {code: rank for rank, code in enumerate(rules.PRIORITY)}
 
 
@@ -122,28 +124,54 @@ class Validation:
         """Validate the records of one file; return their errors, worst code per value."""
         if not records:
             return RowCheck(errors=[], result_id=None)
+        definition = self._definition(template.id)
+        batch = definition.batch_definition.get_batch(
+            batch_parameters={"dataframe": build_frame(records, template, merchant)}
+        )
+        result = batch.validate(
+            definition.suite,
+            result_format=RESULT_FORMAT,
+            expectation_parameters={
+                "as_of_day": as_of.toordinal(),
+                "oldest_day": as_of.toordinal() - merchant.max_order_age_days,
+            },
+        )
+        errors = _row_errors(result, records)
+        result_id = self._keep_for_docs(result, template.id, run_name) if self.docs_dir else None
+        return RowCheck(errors=errors, result_id=result_id)
+
+    def _keep_for_docs(self, result: Any, suite_name: str, run_name: str) -> Any:
+        """Store a copy of the result for the Data Docs, its failing-line lists cut short.
+
+        The complete lists gave the row errors already; stored whole, an all-bad file's
+        result took seconds to serialise and megabytes on disk.
+        """
         from great_expectations.core.run_identifier import RunIdentifier
         from great_expectations.data_context.types.resource_identifiers import (
             ExpectationSuiteIdentifier,
             ValidationResultIdentifier,
         )
 
-        frame = build_frame(records, template, merchant)
-        result = self._definition(template.id).run(
-            batch_parameters={"dataframe": frame},
-            expectation_parameters={
-                "as_of_day": as_of.toordinal(),
-                "oldest_day": as_of.toordinal() - merchant.max_order_age_days,
-            },
-            result_format=RESULT_FORMAT,
-            run_id=RunIdentifier(run_name=run_name),
-        )
+        for outcome in result.results:
+            lines = outcome.result.get("unexpected_index_list")
+            if lines and len(lines) > DOCS_LINES_SHOWN:
+                outcome.result["unexpected_index_list"] = lines[:DOCS_LINES_SHOWN]
+        run_id = RunIdentifier(run_name=run_name)
+        result.meta["run_id"] = run_id
+        result.meta["validation_time"] = run_id.run_time
+        result.meta["batch_parameters"] = {"dataframe": "<one order file>"}
+        suite_id = ExpectationSuiteIdentifier(name=suite_name)
         result_id = ValidationResultIdentifier(
-            expectation_suite_identifier=ExpectationSuiteIdentifier(name=template.id),
-            run_id=result.meta["run_id"],
-            batch_identifier=result.batch_id,
+            expectation_suite_identifier=suite_id,
+            run_id=run_id,
+            batch_identifier=result.batch_id or suite_name,
         )
-        return RowCheck(errors=_row_errors(result, records), result_id=result_id)
+        self.context.validation_results_store.store_validation_results(
+            suite_validation_result=result,
+            suite_validation_result_identifier=result_id,
+            expectation_suite_identifier=suite_id,
+        )
+        return result_id
 
     def build_docs(self, result_ids: list[Any]) -> dict[Any, str]:
         """Build the Data Docs pages of these validations (and the index); return each page."""
