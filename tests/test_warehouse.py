@@ -586,3 +586,18 @@ def test_a_process_killed_during_its_copy_leaves_nothing(pg_engine: Engine, pg_u
     with pytest.raises(AlreadyImported):
         save(pg_engine, outcome(import_record("crash-2", sha256="c" * 64)))
     assert count(pg_engine, ReviewRequestRow) == 3 * CRASH_ORDERS
+
+
+def test_save_writes_every_row_of_a_large_file(engine: Engine) -> None:
+    """More rows than one insert chunk, on both back-ends: none lost, none twice."""
+    n = 2 * warehouse.INSERT_CHUNK + 7
+    big = outcome(
+        import_record("big"),
+        [brand(f"O{i}") for i in range(n)],
+        errors=[RowError(i + 2, "email", "invalid_email", "email is not valid") for i in range(n)],
+    )
+
+    warehouse.save(engine, big)
+
+    assert count(engine, ReviewRequestRow, import_id="big") == n
+    assert count(engine, ImportErrorRow, import_id="big") == n

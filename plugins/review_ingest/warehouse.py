@@ -45,6 +45,7 @@ _REQUEST_FIELDS = tuple(f.name for f in fields(records.ReviewRequest) if f.name 
 _request_values = attrgetter(*_REQUEST_FIELDS)
 REQUEST_COLUMNS = ("import_id", "status", "created_at", "scheduled_at", *_REQUEST_FIELDS)
 ERROR_COLUMNS = ("import_id", "line", "column_name", "code", "message")
+INSERT_CHUNK = 5000
 
 
 class ProofConflict(Exception):
@@ -265,8 +266,11 @@ def _write(
         return
     if connection.dialect.driver == "psycopg":
         _copy(connection, table, columns, rows)
-    else:
-        connection.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
+        return
+    # In chunks: one dict per row for a whole all-bad file (300k errors) costs 100 MB at once.
+    for start in range(0, len(rows), INSERT_CHUNK):
+        chunk = rows[start : start + INSERT_CHUNK]
+        connection.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in chunk])
 
 
 def _copy(
