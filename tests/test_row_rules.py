@@ -554,3 +554,20 @@ def test_the_saved_url_rule_accepts_an_ipv6_literal_host():
     ]
     assert re.match(regex, "https://shop.example.com/p")
     assert re.match(regex, "http://[2001:db8::1]/p")
+
+
+def test_check_as_of_imports_at_noon_in_the_merchant_time_zone(tmp_path):
+    """``check --as-of``: the import time is 12:00 that day, so a delay-0 order of 11:00 is due
+    now and one of 13:00 is not (contract section 9)."""
+    from review_ingest.pipeline import Ingest
+
+    header = "order_ref;email;lastname;firstname;order_date;delay\n"
+    rows = "M;a@example.com;M;A;2026-11-20 11:00;0\nA;a@example.com;M;A;2026-11-20 13:00;0\n"
+
+    outcome = Ingest(data_dir=tmp_path, data_docs=False).check(
+        (header + rows).encode(), "f.csv", "website", dt.date(2026, 11, 20)
+    )
+
+    assert outcome.record.status == "accepted" and outcome.due_now == 1
+    afternoon = next(r for r in outcome.requests if r.order_ref == "A")
+    assert afternoon.scheduled_at == dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)

@@ -142,3 +142,23 @@ def test_a_file_that_cannot_be_processed_fails_the_run_but_not_the_other_files(
     loaded = query(warehouse_url, "SELECT merchant_id FROM imports WHERE status = 'loaded'")
     assert sorted(m for (m,) in loaded) == sorted(set(SAMPLE_MERCHANTS) - {"shop-store"})
     assert (data_dir / "uploads" / "shop-store" / "orders.csv").is_file()
+
+
+def test_a_merchant_configuration_error_fails_the_check_not_the_other_merchants(
+    airflow_db, data_dir, warehouse_url, tmp_path
+):
+    write_merchants(
+        tmp_path / "merchants.yaml",
+        SAMPLE_MERCHANTS,
+        extra="  broken:\n    template: website\n    default_delay: 99\n",
+    )
+    _drop_samples(data_dir)
+    drop(data_dir / "uploads" / "broken", "orders.csv", sample_for_yesterday("website"))
+
+    run = run_dag("orders_upload_ingest")
+
+    states = dict((ti.task_id, ti.state) for ti in run.get_task_instances() if ti.map_index < 1)
+    assert run.state == "failed" and states["check_configuration"] == "failed"
+    loaded = query(warehouse_url, "SELECT merchant_id FROM imports WHERE status = 'loaded'")
+    assert sorted(m for (m,) in loaded) == sorted(SAMPLE_MERCHANTS)
+    assert (data_dir / "uploads" / "broken" / "orders.csv").is_file(), "left for after the fix"

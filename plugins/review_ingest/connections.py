@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import quote
 
 from review_ingest import settings
 
 WAREHOUSE_CONN_ID = "review_warehouse"
+log = logging.getLogger(__name__)
 
 
 def sqlalchemy_url(
@@ -43,7 +45,14 @@ def warehouse_url_in_airflow() -> str:
     try:
         conn = Connection.get(WAREHOUSE_CONN_ID)
     except AirflowNotFoundException:
-        return settings.warehouse_url()
+        # The embedded default (demo, one machine); on a deployment this is a mistake to see.
+        url = settings.warehouse_url()
+        log.warning(
+            "no Airflow connection %r: using the warehouse %s",
+            WAREHOUSE_CONN_ID,
+            url.split("@")[-1],
+        )
+        return url
     return sqlalchemy_url(
         conn.conn_type, conn.host, conn.port, conn.login, conn.password, conn.schema
     )

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from review_ingest import folders, settings
 from review_ingest.merchants import ConfigError, Merchant, read_merchants
 from review_ingest.records import Outcome
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Few enough batches to stay far under Airflow's limit of 1024 mapped tasks.
 MAX_BATCHES = 64
@@ -55,38 +57,59 @@ def ingest_uploads(batch: list[dict[str, str]], warehouse_url: str) -> list[dict
 
     read = read_merchants(settings.merchants_file())
     ingest = Ingest(settings.data_dir(), read.merchants, warehouse_url)
-    summaries: list[dict[str, Any]] = []
-    failures: list[str] = []
-    for item in batch:
+
+    def one(item: dict[str, str]) -> dict[str, Any] | None:
         merchant_id, path = item["merchant_id"], Path(item["path"])
         if merchant_id in read.problems:
             log.warning(
                 "merchant %s: configuration error, file %s left in place", merchant_id, path.name
             )
-            continue
+            return None
         if not path.exists():
             log.info("merchant %s file %s: already taken by another run", merchant_id, path.name)
-            continue
+            return None
+        outcome = ingest.import_file(path, merchant_id, "upload")
+        moved = folders.move_after(
+            path, ingest.data_dir, merchant_id, outcome.record.status, outcome.record.import_id
+        )
+        return summary(outcome, ingest.data_dir, moved)
+
+    try:
+        return each_file(
+            batch, lambda i: f"merchant {i['merchant_id']} file {Path(i['path']).name!r}", one
+        )
+    finally:
+        ingest.finish()  # the Data Docs of the files that were processed
+
+
+def each_file(
+    items: Iterable[T],
+    label: Callable[[T], str],
+    process: Callable[[T], dict[str, Any] | None],
+    fatal: tuple[type[BaseException], ...] = (),
+) -> list[dict[str, Any]]:
+    """Process every item; one item's failure never stops the others. Failures are logged, then
+    raised together as BatchFailed naming each; a ``fatal`` error (a lost server) stops at once.
+    """
+    results: list[dict[str, Any]] = []
+    failures: list[str] = []
+    for item in items:
         try:
-            outcome = ingest.import_file(path, merchant_id, "upload")
-            moved = folders.move_after(
-                path,
-                settings.data_dir(),
-                merchant_id,
-                outcome.record.status,
-                outcome.record.import_id,
-            )
-            summaries.append(summary(outcome, ingest, moved))
+            result = process(item)
+        except fatal:
+            raise
         except Exception as exc:  # noqa: BLE001 - one file must not stop the others
-            failures.append(f"merchant {merchant_id} file {path.name}: {describe(exc)}")
-            log.error("merchant %s file %s failed: %s", merchant_id, path.name, describe(exc))
-    ingest.finish()
+            failures.append(f"{label(item)}: {describe(exc)}")
+            log.error("%s failed: %s", label(item), describe(exc))
+            continue
+        if result is not None:
+            results.append(result)
     if failures:
         raise BatchFailed(f"{len(failures)} file(s) failed: " + " | ".join(failures))
-    return summaries
+    return results
 
 
-def summary(outcome: Outcome, ingest: Any, moved: Path | None) -> dict[str, Any]:
+def summary(outcome: Outcome, data_dir: Path, moved: Path | None) -> dict[str, Any]:
     """What a run shows of one file: small enough for XCom."""
     rec = outcome.record
     return {
@@ -101,7 +124,7 @@ def summary(outcome: Outcome, ingest: Any, moved: Path | None) -> dict[str, Any]
         "duplicate_rows": rec.duplicate_rows,
         "brand_requests": rec.brand_requests,
         "product_requests": rec.product_requests,
-        "report": str(ingest.data_dir / "reports" / rec.merchant_id / rec.import_id),
+        "report": str(data_dir / "reports" / rec.merchant_id / rec.import_id),
         "moved_to": str(moved) if moved else None,
     }
 
@@ -205,4 +228,4 @@ def backfill_upload(request: BackfillRequest, warehouse_url: str) -> dict[str, A
             outcome.record.status,
             outcome.record.import_id,
         )
-    return summary(outcome, ingest, moved)
+    return summary(outcome, ingest.data_dir, moved)

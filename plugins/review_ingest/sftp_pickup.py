@@ -19,7 +19,7 @@ from typing import Any
 from review_ingest import folders, report, settings, sftp
 from review_ingest.merchants import Merchant, read_merchants
 from review_ingest.records import Outcome
-from review_ingest.runs import BackfillRequest, BatchFailed, describe, summary
+from review_ingest.runs import BackfillRequest, BatchFailed, each_file, summary
 
 log = logging.getLogger(__name__)
 
@@ -43,27 +43,29 @@ def collect_merchant(merchant_id: str, warehouse_url: str) -> dict[str, Any]:
     from review_ingest.pipeline import Ingest
 
     merchants = read_merchants(settings.merchants_file()).merchants
-    merchant = merchants[merchant_id]
-    assert merchant.sftp is not None, f"merchant {merchant_id} has no sftp block"
-    inbox = merchant.sftp.inbox
+    merchant = _sftp_merchant(merchants, merchant_id)
+    inbox = merchant.sftp.inbox  # type: ignore[union-attr]
     ingest = Ingest(settings.data_dir(), merchants, warehouse_url)
-    results: list[dict[str, Any]] = []
-    failures: list[str] = []
-    with sftp.connect(merchant.sftp.conn_id) as client:
-        ready = sftp.list_ready(client, inbox, time.time(), settings.min_file_age_seconds())
-        log.info("merchant %s: %d file(s) ready in %s", merchant_id, len(ready), inbox)
-        for remote in ready:
-            try:
-                results.append(_collect_one(client, ingest, merchant, remote, "sftp"))
-            except sftp.TransportError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - one file must not stop the others
-                failures.append(f"merchant {merchant_id} file {remote.name!r}: {describe(exc)}")
-                log.error("merchant %s file %r failed: %s", merchant_id, remote.name, describe(exc))
-    ingest.finish()
-    if failures:
-        raise BatchFailed(f"{len(failures)} file(s) failed: " + " | ".join(failures))
+    try:
+        with sftp.connect(merchant.sftp.conn_id) as client:  # type: ignore[union-attr]
+            ready = sftp.list_ready(client, inbox, time.time(), settings.min_file_age_seconds())
+            log.info("merchant %s: %d file(s) ready in %s", merchant_id, len(ready), inbox)
+            results = each_file(
+                ready,
+                lambda remote: f"merchant {merchant_id} file {remote.name!r}",
+                lambda remote: _collect_one(client, ingest, merchant, remote, "sftp"),
+                fatal=(sftp.TransportError,),
+            )
+    finally:
+        ingest.finish()  # the Data Docs of the files that were processed
     return {"merchant_id": merchant_id, "files": results}
+
+
+def _sftp_merchant(merchants: dict[str, Merchant], merchant_id: str) -> Merchant:
+    merchant = merchants.get(merchant_id)
+    if merchant is None or merchant.sftp is None:
+        raise ValueError(f"merchant {merchant_id!r} has no sftp block in the merchants file")
+    return merchant
 
 
 def _collect_one(
@@ -93,7 +95,7 @@ def _publish_and_move(
     moved = folders.move_after(
         local, ingest.data_dir, merchant.merchant_id, status, outcome.record.import_id
     )
-    result = summary(outcome, ingest, moved)
+    result = summary(outcome, ingest.data_dir, moved)
     result["remote_path"] = remote_path
     return result
 
@@ -139,11 +141,10 @@ def backfill_sftp(request: BackfillRequest, warehouse_url: str) -> dict[str, Any
     from review_ingest.pipeline import Ingest
 
     merchants = read_merchants(settings.merchants_file()).merchants
-    merchant = merchants[request.merchant_id]
-    assert merchant.sftp is not None
-    inbox = merchant.sftp.inbox
+    merchant = _sftp_merchant(merchants, request.merchant_id)
+    inbox = merchant.sftp.inbox  # type: ignore[union-attr]
     ingest = Ingest(settings.data_dir(), merchants, warehouse_url)
-    with sftp.connect(merchant.sftp.conn_id) as client:
+    with sftp.connect(merchant.sftp.conn_id) as client:  # type: ignore[union-attr]
         names = {f.name for f in sftp.list_ready(client, inbox, time.time(), 0)}
         if request.file not in names:
             raise FileNotFoundError(
@@ -161,5 +162,5 @@ def backfill_sftp(request: BackfillRequest, warehouse_url: str) -> dict[str, Any
         ingest.finish()
         if request.dry_run:
             local.unlink()
-            return summary(outcome, ingest, None)
+            return summary(outcome, ingest.data_dir, None)
         return _publish_and_move(client, ingest, merchant, request.file, local, outcome)

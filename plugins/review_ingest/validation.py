@@ -173,17 +173,11 @@ class Validation:
         )
         return result_id
 
-    def build_docs(self, result_ids: list[Any]) -> dict[Any, str]:
-        """Build the Data Docs pages of these validations (and the index); return each page."""
+    def build_docs(self, result_ids: list[Any]) -> None:
+        """Build the Data Docs pages of these validations, and the index, once for a batch."""
         ids = [r for r in result_ids if r is not None]
-        if not ids or self.docs_dir is None:
-            return {}
-        self.context.build_data_docs(resource_identifiers=ids)
-        pages = {}
-        for result_id in ids:
-            urls = self.context.get_docs_sites_urls(resource_identifier=result_id)
-            pages[result_id] = urls[0]["site_url"].removeprefix("file://") if urls else ""
-        return pages
+        if ids and self.docs_dir is not None:
+            self.context.build_data_docs(resource_identifiers=ids)
 
     @property
     def index_page(self) -> str | None:
