@@ -145,8 +145,9 @@ def test_a_file_that_cannot_be_processed_fails_the_run_but_not_the_other_files(
 
 
 def test_a_merchant_configuration_error_fails_the_check_not_the_other_merchants(
-    airflow_db, data_dir, warehouse_url, tmp_path
+    airflow_db, data_dir, warehouse_url, tmp_path, monkeypatch
 ):
+    monkeypatch.setenv("REVIEW_INGEST_RETRY_DELAY_SECONDS", "1")
     write_merchants(
         tmp_path / "merchants.yaml",
         SAMPLE_MERCHANTS,
