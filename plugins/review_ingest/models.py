@@ -105,6 +105,10 @@ class ImportRow(Base):
             postgresql_where=status == "loaded",
             sqlite_where=status == "loaded",
         ),
+        # The review UI lists files newest first, for all merchants or one; import_id breaks
+        # ties so that the order (and so the paging) is stable.
+        Index("ix_imports_processed_at", "processed_at", "import_id"),
+        Index("ix_imports_merchant_processed_at", "merchant_id", "processed_at", "import_id"),
     )
 
 
@@ -147,6 +151,15 @@ class ReviewRequestRow(Base):
             func.coalesce(id_product, ""),
             unique=True,
         ),
+        # The review UI: requests by scheduled time (request_id breaks ties for keyset paging),
+        # per merchant, by order reference without a merchant, and by exact e-mail compared
+        # case-insensitively (the query compares lower(email), so the index is on lower(email)).
+        Index("ix_review_requests_scheduled_at", "scheduled_at", "request_id"),
+        Index(
+            "ix_review_requests_merchant_scheduled_at", "merchant_id", "scheduled_at", "request_id"
+        ),
+        Index("ix_review_requests_order_ref", "order_ref"),
+        Index("ix_review_requests_email_lower", func.lower(email)),
     )
 
 
