@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from review_ingest import orders, report, scheduling
+from review_ingest import data_docs, orders, report, scheduling
 from review_ingest.merchants import Merchant, default_merchant
 from review_ingest.reading import FileRejected, read_file
 from review_ingest.records import ExistingProof, ImportRecord, Outcome, Rejection
@@ -204,7 +204,7 @@ class Ingest:
         )
         if checked.result_id is not None:
             self._pending_docs.append(checked.result_id)
-        outcome.data_docs = self.validation.index_page
+            outcome.data_docs = data_docs.page_path(checked.result_id)
         rows = orders.sort_rows(
             parsed.records, checked.errors + parsed.field_count_errors, template, merchant.tz
         )

@@ -104,6 +104,7 @@ class Outcome:
     requests: list[ReviewRequest] = field(default_factory=list)
     due_now: int = 0
     suite: str | None = None
+    #: The Data Docs page of the file's validation, relative to ``<data>/data_docs/``.
     data_docs: str | None = None
     earlier_import_id: str | None = None
     #: The first line of each order reference of the file, for the existing-proofs check.

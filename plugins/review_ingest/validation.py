@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from review_ingest import rules
+from review_ingest import data_docs, rules
 from review_ingest.merchants import Merchant
 from review_ingest.records import Record, RowError
 from review_ingest.settings import EXPECTATIONS_DIR
@@ -174,14 +174,14 @@ class Validation:
         return result_id
 
     def build_docs(self, result_ids: list[Any]) -> None:
-        """Build the Data Docs pages of these validations, and the index, once for a batch."""
+        """Build the Data Docs pages of these validations, and the index, once for a batch,
+        then make them work offline. Other workers may build into the same folder: the lock
+        keeps one build at a time, and each index lists every page on disk."""
         ids = [r for r in result_ids if r is not None]
         if ids and self.docs_dir is not None:
-            self.context.build_data_docs(resource_identifiers=ids)
-
-    @property
-    def index_page(self) -> str | None:
-        return str(self.docs_dir / "index.html") if self.docs_dir else None
+            with data_docs.build_lock(self.docs_dir):
+                self.context.build_data_docs(resource_identifiers=ids)
+                data_docs.make_offline(self.docs_dir, [data_docs.page_path(r) for r in ids])
 
 
 def _filesystem(directory: Path) -> dict[str, str]:
