@@ -19,6 +19,7 @@ from review_ingest.records import (
     Rejection,
     RowError,
 )
+from tests.helpers import sample_for_yesterday
 
 CONTRACT_EXAMPLE = json.loads(
     """{
@@ -31,10 +32,14 @@ CONTRACT_EXAMPLE = json.loads(
   "errors": [{"line": 17, "column": "email", "code": "invalid_email", "message": "x"}],
   "duplicates": [{"line": 40, "duplicate_of_line": 12}],
   "existing_proofs": [],
-  "validation": {"suite": "website_products", "data_docs": "x/index.html"}
+  "validation": {"suite": "website_products", "data_docs": "validations/x.html"}
 }"""
 )
 AT = dt.datetime(2026, 11, 27, 10, 15, tzinfo=dt.UTC)
+PAGE = (
+    "validations/website_products/20261127T101500Z-1a2b3c4d/20261127T101501.000000Z/"
+    "order_files-website_products.html"
+)
 
 
 def outcome(**changes) -> Outcome:
@@ -63,7 +68,7 @@ def outcome(**changes) -> Outcome:
         duplicates=[Duplicate(40, 12)],
         due_now=12,
         suite="website_products",
-        data_docs="/data/data_docs/index.html",
+        data_docs=PAGE,
     )
     for key, value in changes.items():
         setattr(result, key, value)
@@ -118,10 +123,7 @@ def test_to_dict_values():
     ]
     assert got["duplicates"] == [{"line": 40, "duplicate_of_line": 12}]
     assert got["existing_proofs"] == []
-    assert got["validation"] == {
-        "suite": "website_products",
-        "data_docs": "/data/data_docs/index.html",
-    }
+    assert got["validation"] == {"suite": "website_products", "data_docs": PAGE}
     assert json.loads(report.to_json(outcome())) == got
 
 
@@ -169,6 +171,23 @@ def test_a_file_rejected_by_check_has_the_report_shape(tmp_path, data, code):
     assert got["file_name"] == "f.csv"
     assert got["size_bytes"] == len(data)
     assert got["template"] == "website"
+
+
+def test_check_builds_no_data_docs_so_the_report_names_no_page(tmp_path):
+    data = sample_for_yesterday("website").encode()
+    checked = Ingest(data_dir=tmp_path, data_docs=False).check(data, "f.csv", "website")
+    assert checked.record.status == "accepted"
+    assert report.to_dict(checked)["validation"] == {"suite": "website", "data_docs": None}
+
+
+def test_the_merchant_copy_has_no_data_docs_key():
+    full = report.to_dict(outcome())
+    copy = report.for_merchant(full)
+    assert copy["validation"] == {"suite": "website_products"}
+    assert {k: v for k, v in copy.items() if k != "validation"} == {
+        k: v for k, v in full.items() if k != "validation"
+    }
+    assert full["validation"]["data_docs"] == PAGE, "the local report keeps its page"
 
 
 # --- errors.csv -----------------------------------------------------------------------------
@@ -238,6 +257,29 @@ def test_html_escapes_values():
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "&lt;b&gt;orders&lt;/b&gt;.csv" in page
     assert "&amp; co" in page
+
+
+def test_html_links_the_data_docs_page_relatively(tmp_path):
+    folder = report.write(outcome(), tmp_path / "reports" / "acme" / "20261127T101500Z-1a2b3c4d")
+    page = (folder / "report.html").read_text("utf-8")
+    href = f"../../../data_docs/{PAGE}"
+    assert f'<a href="{href}">{PAGE}</a>' in page
+    (tmp_path / "data_docs" / PAGE).parent.mkdir(parents=True)
+    (tmp_path / "data_docs" / PAGE).write_text("<html></html>")
+    assert (folder / href).resolve() == (tmp_path / "data_docs" / PAGE).resolve()
+    assert (folder / href).is_file()
+    assert str(tmp_path) not in page
+
+
+def test_html_without_data_docs_has_no_link():
+    assert "Data Docs" not in report.to_html(outcome(data_docs=None))
+
+
+def test_html_of_bytes_already_imported_names_the_earlier_import():
+    again = outcome(errors=[], duplicates=[], earlier_import_id="20261126T090000Z-0f0f0f0f")
+    again.record.status = "already_imported"
+    assert "loaded before by import 20261126T090000Z-0f0f0f0f" in report.to_html(again)
+    assert report.to_dict(again)["earlier_import_id"] == "20261126T090000Z-0f0f0f0f"
 
 
 # --- write ----------------------------------------------------------------------------------

@@ -10,10 +10,13 @@ import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from review_ingest.records import Outcome
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: ``<data>/data_docs/`` seen from ``<data>/reports/<merchant_id>/<import_id>/report.html``.
+DOCS_FROM_REPORT = "../../../data_docs/"
 #: report.json and report.html list this many errors and duplicates at most, so that an all-bad
 #: 5 MB file still gives a small report; errors.csv (and the warehouse) hold every one.
 MAX_LISTED = 1000
@@ -69,7 +72,17 @@ def to_dict(outcome: Outcome) -> dict[str, Any]:
 
 
 def to_json(outcome: Outcome) -> str:
-    return json.dumps(to_dict(outcome), indent=2, ensure_ascii=False) + "\n"
+    return dumps(to_dict(outcome))
+
+
+def dumps(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+
+
+def for_merchant(report: dict[str, Any]) -> dict[str, Any]:
+    """The copy a merchant receives: no ``validation.data_docs``, a page of our server."""
+    validation = {k: v for k, v in report["validation"].items() if k != "data_docs"}
+    return {**report, "validation": validation}
 
 
 def _cell(value: object) -> str:
@@ -137,17 +150,20 @@ th{{background:#f3f3f3}} .status{{font-size:1.2rem;padding:.6rem;border-radius:4
 {_section("Orders already imported", ["order_ref", "line"], proofs)}
 {_section(_listed("Errors", r, "errors"), ["line", "column", "code", "message"], rows)}
 {_section(_listed("Duplicates", r, "duplicates"), ["line", "same as line"], dups)}
-<p>{
-        'Validation details (Great Expectations Data Docs): <a href="'
-        + esc(docs)
-        + '">'
-        + esc(docs)
-        + "</a>"
-        if docs
-        else ""
-    }</p>
+{_docs_link(docs)}
 </body></html>
 """
+
+
+def _docs_link(page: str | None) -> str:
+    """A relative link, so that it works opened from disk and served under any URL prefix."""
+    if not page:
+        return ""
+    href = html.escape(DOCS_FROM_REPORT + quote(page), quote=True)
+    return (
+        "<p>Validation details (Great Expectations Data Docs): "
+        f'<a href="{href}">{html.escape(page)}</a></p>'
+    )
 
 
 def _listed(title: str, r: dict[str, Any], key: str) -> str:
@@ -162,7 +178,11 @@ def _verdict(r: dict[str, Any]) -> str:
     if r["status"] == "rejected":
         return f"Rejected, nothing was loaded: {r['rejection']['message']}"
     if r["status"] == "already_imported":
-        return "Already imported: these exact bytes were loaded before; nothing was loaded again."
+        earlier = f" by import {r['earlier_import_id']}" if r.get("earlier_import_id") else ""
+        return (
+            f"Already imported: these exact bytes were loaded before{earlier}; "
+            "nothing was loaded again."
+        )
     verb = "Loaded" if r["status"] == "loaded" else "Accepted (check only, nothing loaded)"
     return f"{verb}: {r['valid_rows']} of {r['total_rows']} rows."
 

@@ -5,7 +5,8 @@ source ``sftp`` (one warehouse transaction), then publish the outcome on the ser
 moves to ``orders/processed/`` or ``orders/rejected/`` with its ``.report.json`` and
 ``.errors.csv``) and move the local copy like an upload. The warehouse commit comes before the
 remote move: if the move fails, the next run finds the same bytes already imported and only
-finishes the move, publishing the report of the import that loaded them.
+finishes the move, publishing the reports of the import that loaded them (the same file name;
+the same bytes under another name are a file of their own, reported as already imported).
 """
 
 from __future__ import annotations
@@ -101,14 +102,35 @@ def _publish_and_move(
 
 
 def _reports_to_publish(data_dir: Path, outcome: Outcome) -> tuple[bytes, bytes]:
-    """The reports the merchant sees: for bytes already imported (a re-run finishing a move),
-    those of the import that loaded them, when they are still on disk."""
-    earlier = outcome.earlier_import_id
-    if outcome.record.status == "already_imported" and earlier:
-        folder = data_dir / "reports" / outcome.record.merchant_id / earlier
-        if (folder / "report.json").is_file() and (folder / "errors.csv").is_file():
-            return (folder / "report.json").read_bytes(), (folder / "errors.csv").read_bytes()
-    return report.to_json(outcome).encode("utf-8"), report.errors_csv(outcome).encode("utf-8")
+    """The ``report.json`` and ``errors.csv`` the merchant sees, without the Data Docs page (a
+    path of our server).
+
+    Bytes already imported under the same name are a re-run finishing the move of that import
+    (the server dropped between its commit and its move): the merchant gets that import's own
+    reports, when they are still on disk. Under another name they are a file of their own,
+    reported as already imported, naming the earlier import.
+    """
+    earlier = _interrupted_import_reports(data_dir, outcome)
+    if earlier is not None:
+        shown, errors = earlier
+    else:
+        shown, errors = report.to_dict(outcome), report.errors_csv(outcome).encode("utf-8")
+    return report.dumps(report.for_merchant(shown)).encode("utf-8"), errors
+
+
+def _interrupted_import_reports(
+    data_dir: Path, outcome: Outcome
+) -> tuple[dict[str, Any], bytes] | None:
+    """The reports of the earlier import of these bytes if it was this same file name."""
+    if outcome.record.status != "already_imported" or not outcome.earlier_import_id:
+        return None
+    folder = data_dir / "reports" / outcome.record.merchant_id / outcome.earlier_import_id
+    if not ((folder / "report.json").is_file() and (folder / "errors.csv").is_file()):
+        return None
+    earlier = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    if earlier.get("file_name") != outcome.record.file_name:
+        return None
+    return earlier, (folder / "errors.csv").read_bytes()
 
 
 def log_summary(merchant_ids: list[str], results: list[dict[str, Any] | None]) -> dict:
