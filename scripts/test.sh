@@ -8,6 +8,7 @@ bash scripts/install.sh
 bash scripts/ensure_postgres.sh   # a real PostgreSQL on 127.0.0.1:5432 (started or installed)
 bash scripts/ensure_sshd.sh       # OpenSSH's sshd and sftp client (installed when missing)
 bash scripts/ensure_redis.sh      # Redis on 127.0.0.1:6379, the distributed run's Celery broker
+bash scripts/ensure_chromium.sh   # Debian Chromium + ChromeDriver for the UI browser tests
 
 echo "== ruff"
 .venv/bin/ruff check .

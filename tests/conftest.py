@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.fixtures.airflow",
+    "tests.fixtures.api_server",
     "tests.fixtures.postgres",
     "tests.fixtures.sftp_server",
 ]
