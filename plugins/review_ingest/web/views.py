@@ -1,0 +1,208 @@
+"""View models of the review UI: what the API answers and the pages show.
+
+Personal data: an e-mail leaves the server only masked (``a***@example.com``), and first and
+last names never (the queries do not even select them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from review_ingest.web import queries
+
+#: Lines shown for each error code on an import's page.
+FIRST_LINES = 10
+TOTAL_DESCRIPTION = (
+    f"Matching rows. Exact when `total_is_lower_bound` is false. Counting stops after "
+    f"{queries.TOTAL_CAP:,} rows so that every call stays fast: then `total_is_lower_bound` is "
+    "true and there are at least `total` matching rows (narrow the filters, or page on while "
+    "`has_more` is true)."
+)
+
+
+def mask_email(email: str | None) -> str | None:
+    """``alice@example.com`` -> ``a***@example.com``: first character, ``***``, the domain.
+
+    None stays None (the address was erased, contract section 11).
+    """
+    if email is None:
+        return None
+    local, _, domain = email.strip().rpartition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def request_status(scheduled_at: dt.datetime, now: dt.datetime) -> queries.RequestStatus:
+    """``scheduled`` while ``scheduled_at`` is in the future, ``due`` once it is past."""
+    return "scheduled" if scheduled_at > now else "due"
+
+
+class ImportItem(BaseModel):
+    """One file seen, loaded or not: every ``imports`` column of contract section 4."""
+
+    import_id: str
+    merchant_id: str
+    source: str
+    file_name: str
+    sha256: str
+    size_bytes: int
+    template: str | None
+    status: str
+    rejection_code: str | None
+    total_rows: int
+    valid_rows: int
+    error_rows: int
+    duplicate_rows: int
+    brand_requests: int
+    product_requests: int
+    received_at: dt.datetime
+    processed_at: dt.datetime
+
+
+class RequestItem(BaseModel):
+    """One review request; the e-mail masked, no name."""
+
+    request_id: int
+    import_id: str
+    merchant_id: str
+    request_type: queries.RequestType
+    order_ref: str
+    id_product: str | None
+    email_masked: str | None = Field(
+        description="`a***@example.com`: first character, `***`, the domain (null once erased)"
+    )
+    language: str | None
+    scheduled_at: dt.datetime = Field(description="ISO 8601, UTC")
+    status: queries.RequestStatus = Field(
+        description="`scheduled` while `scheduled_at` is in the future, `due` once it is past"
+    )
+
+
+class ImportList(BaseModel):
+    total: int = Field(description=TOTAL_DESCRIPTION)
+    total_is_lower_bound: bool
+    has_more: bool = Field(description="whether a next page (offset + limit) has rows")
+    items: list[ImportItem] = Field(description="newest first (processed_at, then import_id)")
+
+
+class RequestList(BaseModel):
+    total: int = Field(description=TOTAL_DESCRIPTION)
+    total_is_lower_bound: bool
+    has_more: bool = Field(description="whether a next page (offset + limit) has rows")
+    items: list[RequestItem] = Field(description="latest scheduled_at first")
+
+
+class Rejection(BaseModel):
+    code: str
+    message: str
+
+
+class RequestCounts(BaseModel):
+    brand: int
+    product: int
+    due_now: int
+
+
+class Validation(BaseModel):
+    suite: str | None
+    data_docs: str | None = Field(
+        description="the file's Data Docs page, relative to the data_docs folder "
+        "(served at ../data-docs/<path>), or null"
+    )
+
+
+class Report(BaseModel):
+    """A file's ``report.json``, contract section 5 (served as written by the pipeline)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    import_id: str
+    merchant_id: str
+    source: str
+    file_name: str
+    sha256: str
+    size_bytes: int
+    template: str | None
+    status: str
+    rejection: Rejection | None
+    total_rows: int
+    valid_rows: int
+    error_rows: int
+    duplicate_rows: int
+    requests: RequestCounts
+    errors: list[dict[str, Any]]
+    duplicates: list[dict[str, Any]]
+    existing_proofs: list[dict[str, Any]]
+    validation: Validation
+
+
+def import_list(page: queries.Page) -> ImportList:
+    return ImportList(
+        total=page.total,
+        total_is_lower_bound=page.total_is_lower_bound,
+        has_more=page.has_more,
+        items=[ImportItem.model_validate(dict(row)) for row in page.rows],
+    )
+
+
+def request_item(row: Mapping[str, Any], now: dt.datetime) -> RequestItem:
+    return RequestItem(
+        request_id=row["request_id"],
+        import_id=row["import_id"],
+        merchant_id=row["merchant_id"],
+        request_type=row["request_type"],
+        order_ref=row["order_ref"],
+        id_product=row["id_product"],
+        email_masked=mask_email(row["email"]),
+        language=row["language"],
+        scheduled_at=row["scheduled_at"],
+        status=request_status(row["scheduled_at"], now),
+    )
+
+
+def request_list(page: queries.Page, now: dt.datetime) -> RequestList:
+    return RequestList(
+        total=page.total,
+        total_is_lower_bound=page.total_is_lower_bound,
+        has_more=page.has_more,
+        items=[request_item(row, now) for row in page.rows],
+    )
+
+
+def iso_utc(moment: dt.datetime) -> str:
+    """``2026-03-12T23:00:00Z``: the form the API and the CSV export give."""
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def data_docs_href(data_docs: object, prefix: str) -> str | None:
+    """The link to a report's Data Docs page, or None when there is none to link to.
+
+    ``validation.data_docs`` is a path relative to ``<data>/data_docs/``; anything else (null,
+    an absolute path, a path that climbs out with ``..``) gets no link.
+    """
+    if not isinstance(data_docs, str) or not data_docs:
+        return None
+    parts = data_docs.replace("\\", "/").split("/")
+    if data_docs.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        return None
+    return prefix + "data-docs/" + "/".join(quote(p) for p in parts)
+
+
+def errors_by_code(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A report's errors grouped by code, most frequent first, each with its first lines.
+
+    The counts are the report's ``errors_by_code`` when it has one (a report lists the first
+    1,000 errors only), else those of the listed errors.
+    """
+    lines: dict[str, list[int]] = {}
+    for error in report.get("errors") or ():
+        lines.setdefault(str(error.get("code")), []).append(error.get("line"))
+    counts = report.get("errors_by_code") or {code: len(found) for code, found in lines.items()}
+    return [
+        {"code": code, "count": count, "first_lines": lines.get(code, [])[:FIRST_LINES]}
+        for code, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    ]

@@ -1,0 +1,18 @@
+"""The review UI in Airflow (contract section 10): mounts the app of ``review_ingest.web`` on
+the API server at ``/review-ingest`` and adds "Review imports" and "Review requests" to
+Airflow's navigation. Everything else is in the package."""
+
+from __future__ import annotations
+
+from airflow.plugins_manager import AirflowPlugin
+
+from review_ingest.web.app import create_app
+
+
+class ReviewIngestUiPlugin(AirflowPlugin):
+    name = "review_ingest_ui"
+    fastapi_apps = [{"app": create_app(), "url_prefix": "/review-ingest", "name": "Review ingest"}]
+    external_views = [
+        {"name": "Review imports", "href": "review-ingest/imports", "destination": "nav"},
+        {"name": "Review requests", "href": "review-ingest/requests", "destination": "nav"},
+    ]
