@@ -1,11 +1,10 @@
 """The review UI's FastAPI app (contract section 10); ``plugins/review_ingest_ui.py`` mounts it
 on Airflow's API server at ``/review-ingest``.
 
-Access goes through Airflow's own auth manager: every route but ``/static`` and the OpenAPI
-schema depends on ``GetUserDep`` (the user of ``Authorization: Bearer <jwt>`` or of the UI's
-``_token`` cookie; 401 without) and on the user's right to read (GET) each of the three ingest
-DAGs, checked with Airflow's ``requires_access_dag`` (403 otherwise). A page asked for without
-a user redirects to Airflow's login, which brings the user back.
+Access goes through Airflow's own auth manager (``access``): every route but ``/static`` and
+the OpenAPI schema needs an Airflow user who may read the three ingest DAGs (401 without a user,
+403 without that right). A page asked for without a user redirects to Airflow's login, which
+brings the user back.
 
 Query parameters are typed, so a bad value answers 422 naming the parameter; the 422 body never
 echoes the value (it may be an e-mail). An empty parameter (an HTML form sends every field)
@@ -41,10 +40,9 @@ from sqlalchemy import Engine, RowMapping
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from review_ingest import settings, warehouse
-from review_ingest.web import csv_export, email_filter, files, pages, queries, views
+from review_ingest.web import access, csv_export, email_filter, files, pages, queries, views
 
 WEB_DIR = Path(__file__).parent
-INGEST_DAG_IDS = ("orders_upload_ingest", "orders_sftp_ingest", "orders_backfill")
 #: Import ids look like ``20261127T101500Z-1a2b3c4d``; anything else is unknown (404).
 IMPORT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
 NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
@@ -329,6 +327,13 @@ async def _invalid_input(request: Request, exc: RequestValidationError) -> JSONR
     return JSONResponse({"detail": detail}, status_code=422)
 
 
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """A page asked for without a user goes to Airflow's login instead of a 401."""
+    if exc.status_code == 401 and _is_page(request):
+        return RedirectResponse(access.login_url(_next_url(request)), status_code=303)
+    return await http_exception_handler(request, exc)
+
+
 def _is_page(request: Request) -> bool:
     route_path = getattr(request.scope.get("route"), "path", "")
     return not route_path.startswith("/api/")
@@ -343,27 +348,9 @@ def _next_url(request: Request) -> str:
 
 
 def create_app() -> FastAPI:
-    """The app, wired to Airflow's auth manager, the ``review_warehouse`` connection (else
-    ``settings.warehouse_url()``) and Airflow's ``[api] secret_key``."""
-    from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.tokens import get_signing_key
-    from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
-
+    """The app, wired to Airflow's auth manager (``access``), the ``review_warehouse``
+    connection (else ``settings.warehouse_url()``) and Airflow's ``[api] secret_key``."""
     from review_ingest.connections import warehouse_url_in_airflow
-
-    checks = [requires_access_dag("GET", param_dag_id=dag_id) for dag_id in INGEST_DAG_IDS]
-
-    def may_read_ingest_dags(request: Request, user: GetUserDep) -> None:
-        """401 without an Airflow user; 403 unless the user may read every ingest DAG."""
-        for check in checks:
-            check(request, user)
-
-    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        """A page asked for without a user goes to Airflow's login instead of a 401."""
-        if exc.status_code == 401 and _is_page(request):
-            login = get_auth_manager().get_url_login(next_url=_next_url(request))
-            return RedirectResponse(login, status_code=303)
-        return await http_exception_handler(request, exc)
 
     app = FastAPI(
         title="Review ingest",
@@ -372,13 +359,13 @@ def create_app() -> FastAPI:
         docs_url=None,  # Swagger UI and ReDoc load their scripts from a CDN
         redoc_url=None,
     )
-    app.state.ui = Ui(warehouse_url_in_airflow, lambda: get_signing_key("api", "secret_key"))
-    access = [Depends(may_read_ingest_dags)]
-    app.include_router(api, dependencies=access)
-    app.include_router(html, dependencies=access)
+    app.state.ui = Ui(warehouse_url_in_airflow, access.secret_key)
+    readers_only = [Depends(access.ingest_dag_reader())]
+    app.include_router(api, dependencies=readers_only)
+    app.include_router(html, dependencies=readers_only)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.add_exception_handler(RequestValidationError, _invalid_input)
-    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     return app
 
 
@@ -387,7 +374,7 @@ The imports, their reports and the review requests (contract section 10).
 
 Every route needs an Airflow user (`Authorization: Bearer <token>` from Airflow's
 `POST /auth/token`, or the Airflow UI's session cookie) who may read the DAGs
-{", ".join(f"`{d}`" for d in INGEST_DAG_IDS)}: 401 without a user, 403 without that access.
+{", ".join(f"`{d}`" for d in access.INGEST_DAG_IDS)}: 401 without a user, 403 without that access.
 
 Lists answer `{{"total", "total_is_lower_bound", "has_more", "items"}}`. `limit` is 1 to
 {queries.MAX_LIMIT} (default {queries.DEFAULT_LIMIT}), `offset` 0 to {queries.MAX_OFFSET:,}.

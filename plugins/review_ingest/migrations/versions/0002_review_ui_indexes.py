@@ -25,12 +25,14 @@ def upgrade() -> None:
         ["merchant_id", "processed_at", "import_id"],
     )
     op.create_index(
-        "ix_review_requests_scheduled_at", "review_requests", ["scheduled_at", "request_id"]
+        "ix_review_requests_scheduled_at",
+        "review_requests",
+        ["scheduled_at", "request_id", "request_type"],
     )
     op.create_index(
         "ix_review_requests_merchant_scheduled_at",
         "review_requests",
-        ["merchant_id", "scheduled_at", "request_id"],
+        ["merchant_id", "scheduled_at", "request_id", "request_type"],
     )
     op.create_index("ix_review_requests_order_ref", "review_requests", ["order_ref"])
     op.create_index(
