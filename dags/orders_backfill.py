@@ -15,6 +15,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
+from review_ingest.errors import retry_policy
 from review_ingest.settings import retry_delay
 
 
@@ -23,7 +24,12 @@ from review_ingest.settings import retry_delay
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["review-ingest", "backfill"],
-    default_args={"owner": "data-eng", "retries": 2, "retry_delay": retry_delay()},
+    default_args={
+        "owner": "data-eng",
+        "retries": 2,
+        "retry_delay": retry_delay(),
+        "retry_policy": retry_policy(),
+    },
     doc_md=__doc__,
     params={
         "merchant_id": Param(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import dag, task
 
+from review_ingest.errors import retry_policy
 from review_ingest.settings import retry_delay
 
 
@@ -29,7 +30,12 @@ from review_ingest.settings import retry_delay
     catchup=False,
     max_active_runs=1,
     tags=["review-ingest", "sftp"],
-    default_args={"owner": "data-eng", "retries": 2, "retry_delay": retry_delay()},
+    default_args={
+        "owner": "data-eng",
+        "retries": 2,
+        "retry_delay": retry_delay(),
+        "retry_policy": retry_policy(),
+    },
     doc_md=__doc__,
 )
 def orders_sftp_ingest():
@@ -46,7 +52,7 @@ def orders_sftp_ingest():
 
         return sftp_pickup.collect_merchant(merchant_id, warehouse_url_in_airflow())
 
-    @task(trigger_rule="all_done")
+    @task(trigger_rule="all_done", retries=0)  # it reports; a retry changes nothing
     def summarize(merchant_ids: list[str], results: list[dict]) -> dict:
         from review_ingest import sftp_pickup
 

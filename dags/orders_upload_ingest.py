@@ -23,6 +23,7 @@ import os
 import pendulum
 from airflow.sdk import dag, task
 
+from review_ingest.errors import retry_policy
 from review_ingest.settings import retry_delay
 
 POOL = os.environ.get("REVIEW_INGEST_WAREHOUSE_POOL", "default_pool")
@@ -34,7 +35,12 @@ POOL = os.environ.get("REVIEW_INGEST_WAREHOUSE_POOL", "default_pool")
     catchup=False,
     max_active_runs=1,
     tags=["review-ingest", "upload"],
-    default_args={"owner": "data-eng", "retries": 2, "retry_delay": retry_delay()},
+    default_args={
+        "owner": "data-eng",
+        "retries": 2,
+        "retry_delay": retry_delay(),
+        "retry_policy": retry_policy(),
+    },
     doc_md=__doc__,
 )
 def orders_upload_ingest():
@@ -57,7 +63,7 @@ def orders_upload_ingest():
 
         return runs.ingest_uploads(batch, warehouse_url_in_airflow())
 
-    @task(trigger_rule="all_done")
+    @task(trigger_rule="all_done", retries=0)  # it reports; a retry changes nothing
     def summarize(batches: list[list[dict]], results: list[list[dict]]) -> dict:
         from review_ingest import runs
 

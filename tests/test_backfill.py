@@ -9,6 +9,7 @@ import time
 import pytest
 
 from review_ingest import runs, warehouse
+from review_ingest.errors import UsageError
 from review_ingest.merchants import Merchant, SftpSource
 from tests.fixtures.airflow import run_dag
 from tests.helpers import airflow_conn_json, drop, query, sample_for_yesterday, write_merchants
@@ -23,7 +24,6 @@ def data_dir(tmp_path, monkeypatch, warehouse_url):
     monkeypatch.setenv("REVIEW_INGEST_DATA_DIR", str(data))
     monkeypatch.setenv("REVIEW_INGEST_MERCHANTS", str(merchants))
     monkeypatch.setenv("AIRFLOW_CONN_REVIEW_WAREHOUSE", airflow_conn_json(warehouse_url))
-    monkeypatch.setenv("REVIEW_INGEST_RETRY_DELAY_SECONDS", "1")
     warehouse.migrate(warehouse.engine_for(warehouse_url))
     return data
 
@@ -97,8 +97,38 @@ def test_backfill_params_are_refused_with_a_message_naming_them(params, words):
 
 def test_a_missing_file_fails_naming_it(data_dir, warehouse_url):
     request = runs.BackfillRequest("acme", "missing.csv", dry_run=False)
-    with pytest.raises(FileNotFoundError, match="'missing.csv'"):
+    with pytest.raises(UsageError, match="'missing.csv'"):
         runs.backfill_upload(request, warehouse_url)
+
+
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [
+        ({"merchant_id": "nobody"}, "unknown merchant_id 'nobody'"),
+        ({"file": "missing.csv"}, "has no file 'missing.csv'"),
+    ],
+    ids=["unknown-merchant", "missing-file"],
+)
+def test_bad_params_fail_the_run_at_once_without_retries(
+    data_dir, airflow_db, warehouse_url, capfd, params, words
+):
+    """With the DAG's real retry settings (2 retries, 5 minutes apart): a usage error is not
+    a transient fault, so the task fails on its first try, naming what is wrong."""
+    drop(data_dir / "uploads" / "acme", "q3.csv", sample_for_yesterday("website_products"))
+
+    run = run_dag("orders_backfill", conf(**params))
+
+    assert run.state == "failed"
+    (ti,) = run.get_task_instances()
+    assert (ti.task_id, ti.state, ti.try_number, ti.max_tries) == (
+        "import_backfill_file",
+        "failed",
+        1,
+        2,
+    ), "failed on its first try although 2 retries were allowed"
+    assert words in capfd.readouterr().out
+    assert query(warehouse_url, "SELECT count(*) FROM imports")[0][0] == 0
+    assert (data_dir / "uploads" / "acme" / "q3.csv").is_file()
 
 
 def test_sftp_params_accepted_for_a_merchant_with_an_sftp_block():

@@ -35,7 +35,26 @@ def test_dag_has_tags_docs_and_retries(bag, dag_id):
     assert dag.tags, f"{dag_id} has no tags"
     assert dag.doc_md and dag_id in dag.doc_md
     for task in dag.tasks:
-        assert task.retries >= 2, f"{dag_id}.{task.task_id} has {task.retries} retries"
+        if task.task_id == "summarize":  # it reports the others' failures: nothing to retry
+            assert task.retries == 0
+        else:
+            assert task.retries >= 2, f"{dag_id}.{task.task_id} has {task.retries} retries"
+
+
+@pytest.mark.parametrize("dag_id", DAG_IDS)
+def test_usage_and_configuration_errors_are_never_retried(bag, dag_id):
+    """Contract section 8: only transient faults are retried."""
+    from airflow.sdk import RetryAction
+
+    from review_ingest.errors import ConfigError, UsageError
+    from review_ingest.sftp import AccessRefused, TransportError
+
+    for task in bag.dags[dag_id].tasks:
+        policy = task.retry_policy
+        for permanent in (UsageError("x"), ConfigError("x"), AccessRefused("x")):
+            assert policy.evaluate(permanent, 1, 3).action == RetryAction.FAIL, task.task_id
+        for transient in (TransportError("x"), OSError("x"), ConnectionError("x")):
+            assert policy.evaluate(transient, 1, 3).action == RetryAction.DEFAULT, task.task_id
 
 
 def test_schedules_follow_the_contract(bag):

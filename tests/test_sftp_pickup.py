@@ -246,7 +246,9 @@ def test_move_failing_after_the_commit_is_finished_by_the_next_run(
 def test_orders_sftp_ingest_dag_end_to_end(
     airflow_db, sftp_server, shop, other, setup, warehouse_url, monkeypatch
 ):
-    """A real DAG run; the second merchant's server refuses its key: only its part fails."""
+    """A real DAG run with the real retry settings; the second merchant's server refuses its
+    key: only its part fails, at once (a refused key is a configuration error, not retried),
+    and no session is left open on the server."""
     sftp_server.upload(
         shop, f"{shop.inbox}/orders.csv", sample_for_yesterday("website").encode(), mtime=OLD
     )
@@ -256,17 +258,19 @@ def test_orders_sftp_ingest_dag_end_to_end(
     wrong = json.loads(sftp_server.airflow_conn_json(other))
     wrong["extra"]["key_file"] = str(shop.key_path)
     monkeypatch.setenv("AIRFLOW_CONN_P_OTHER_SFTP", json.dumps(wrong))
-    monkeypatch.setenv("REVIEW_INGEST_RETRY_DELAY_SECONDS", "1")
 
     run = run_dag("orders_sftp_ingest")
 
     assert run.state == "failed"
-    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
-    assert states[("summarize", -1)] == "failed", "the run's summary names the failed merchant"
-    assert sorted(s for (t, _), s in states.items() if t == "collect_merchant") == [
-        "failed",
-        "success",
+    tries = {
+        (ti.task_id, ti.map_index): (ti.state, ti.try_number) for ti in run.get_task_instances()
+    }
+    assert tries[("summarize", -1)] == ("failed", 1), "the run's summary names the failed merchant"
+    assert sorted(v for (t, _), v in tries.items() if t == "collect_merchant") == [
+        ("failed", 1),
+        ("success", 1),
     ]
+    assert sftp_server.open_client_connections() == 0
     assert requests_of(warehouse_url, shop.merchant_id) == 5
     assert requests_of(warehouse_url, other.merchant_id) == 0
     assert "orders.csv" in ls(sftp_server, other, other.inbox)

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from review_ingest.errors import PermanentError
 from review_ingest.sftp import (
     ERRORS_SUFFIX,
     REPORT_SUFFIX,
+    AccessRefused,
     RemoteFile,
     TransportError,
     connect,
@@ -138,9 +140,62 @@ def test_unverified_server_is_refused(
     conn_id = use_connection(monkeypatch, "t_acme_untrusted", json.dumps(conn))
 
     with pytest.raises(TransportError, match=message) as caught:
-        with connect(conn_id, conn_retry_attempts=1):
+        with connect(conn_id):
             pytest.fail("connected to a server whose key was not verified")
     assert "t_acme_untrusted" in str(caught.value)
+
+
+def wrong_key_connection(
+    sftp_server: SftpServer, merchant: SftpMerchant, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """The merchant's connection with another merchant's key: the server refuses it."""
+    stranger = sftp_server.add_merchant("t_stranger")
+    conn = json.loads(sftp_server.airflow_conn_json(merchant))
+    conn["extra"]["key_file"] = str(stranger.key_path)
+    return use_connection(monkeypatch, "t_acme_wrong_key", json.dumps(conn))
+
+
+def test_a_refused_key_fails_at_once_and_leaves_no_connection_open(
+    sftp_server: SftpServer, merchant: SftpMerchant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused key is a configuration error: one attempt, not retried, and the session is
+    closed, not left for the server to time out (LoginGraceTime) while it counts against
+    MaxStartups."""
+    conn_id = wrong_key_connection(sftp_server, merchant, monkeypatch)
+    refusals_before = sftp_server.log_count("Connection closed by authenticating user")
+
+    with pytest.raises(AccessRefused, match=r"'t_acme_wrong_key'.*refused") as caught:
+        with connect(conn_id):
+            pytest.fail("connected with a key the server does not know")
+
+    assert isinstance(caught.value, PermanentError), "a refused key is never retried"
+    assert sftp_server.open_client_connections() == 0
+    closed = "Connection closed by authenticating user"
+    assert sftp_server.log_count(closed, at_least=refusals_before + 1) == refusals_before + 1, (
+        "one attempt, not three"
+    )
+
+
+def test_refused_keys_never_lock_other_clients_out(
+    sftp_server: SftpServer,
+    merchant: SftpMerchant,
+    conn_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The flaky CI run: after a merchant's refused key, the next client met
+    "kex_exchange_identification: Connection closed by remote host" because sshd drops new
+    connections once 10 unauthenticated ones are open (MaxStartups 10:30:100, the default).
+    More refusals than that in a row must leave the server open to everyone."""
+    wrong = wrong_key_connection(sftp_server, merchant, monkeypatch)
+    for _ in range(12):
+        with pytest.raises(AccessRefused):
+            with connect(wrong):
+                pass
+
+    for attempt in range(5):
+        sftp_server.upload(merchant, f"{merchant.inbox}/ok{attempt}.csv", b"x\n")
+        with connect(conn_id) as sftp:
+            assert f"ok{attempt}.csv" in sftp.listdir(merchant.inbox)
 
 
 def test_only_complete_files_are_listed(
@@ -276,7 +331,7 @@ def test_server_stopped_after_listing(
     assert list(tmp_path.iterdir()) == []
 
     with pytest.raises(TransportError, match=r"'t_acme_sftp'.*127\.0\.0\.1.*cannot connect"):
-        with connect(conn_id, conn_retry_attempts=1):
+        with connect(conn_id):
             pytest.fail("connected to a stopped server")
 
     running.start()

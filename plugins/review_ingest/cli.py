@@ -10,13 +10,10 @@ import sys
 from pathlib import Path
 
 from review_ingest import report, settings
+from review_ingest.errors import UsageError
 from review_ingest.merchants import ConfigError, read_merchants
 from review_ingest.records import SOURCES, Outcome
 from review_ingest.templates import TEMPLATES
-
-
-class UsageError(Exception):
-    """Exit 2 with a one-line message on standard error."""
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ import logging
 from urllib.parse import quote
 
 from review_ingest import settings
+from review_ingest.errors import ConfigError
 
 WAREHOUSE_CONN_ID = "review_warehouse"
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ def sqlalchemy_url(
     if conn_type == "sqlite":
         return f"sqlite:///{host}"
     if conn_type not in ("postgres", "postgresql"):
-        raise ValueError(
+        raise ConfigError(
             f"connection {WAREHOUSE_CONN_ID}: conn_type {conn_type!r} is not supported "
             "(use postgres or sqlite)"
         )

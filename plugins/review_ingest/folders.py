@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from review_ingest.errors import UsageError
+
 _PARTIAL_SUFFIXES = (".tmp", ".part", ".filepart")
 
 
@@ -32,7 +34,7 @@ def is_partial_name(name: str) -> bool:
 def safe_name(name: str) -> str:
     """A file name used as data: refused when it could point anywhere else."""
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
-        raise ValueError(f"refused file name {name!r}: a file name may not hold a path")
+        raise UsageError(f"refused file name {name!r}: a file name may not hold a path")
     return name
 
 

@@ -10,14 +10,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from review_ingest.errors import ConfigError
 from review_ingest.templates import TEMPLATES
 
 MERCHANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _LANGUAGE = re.compile(r"^[a-z]{2}$")
-
-
-class ConfigError(ValueError):
-    """The merchants file is wrong: the message names the merchant and the key."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from review_ingest import folders, settings
+from review_ingest.errors import UsageError
 from review_ingest.merchants import ConfigError, Merchant, read_merchants
 from review_ingest.records import Outcome
 
@@ -191,13 +192,13 @@ class BackfillRequest:
     def from_params(cls, params: dict[str, Any], merchants: dict[str, Merchant]) -> BackfillRequest:
         merchant_id = str(params.get("merchant_id") or "").strip()
         if merchant_id not in merchants:
-            raise ValueError(f"orders_backfill: unknown merchant_id {merchant_id!r}")
+            raise UsageError(f"orders_backfill: unknown merchant_id {merchant_id!r}")
         file = folders.safe_name(str(params.get("file") or "").strip())
         source = str(params.get("source") or "upload")
         if source not in ("upload", "sftp"):
-            raise ValueError(f"orders_backfill: source must be upload or sftp, not {source!r}")
+            raise UsageError(f"orders_backfill: source must be upload or sftp, not {source!r}")
         if source == "sftp" and merchants[merchant_id].sftp is None:
-            raise ValueError(f"orders_backfill: merchant {merchant_id!r} has no sftp block")
+            raise UsageError(f"orders_backfill: merchant {merchant_id!r} has no sftp block")
         return cls(
             merchant_id, file, source, bool(params.get("dry_run")), bool(params.get("send_now"))
         )
@@ -209,7 +210,7 @@ def backfill_upload(request: BackfillRequest, warehouse_url: str) -> dict[str, A
 
     path = folders.upload_path(settings.data_dir(), request.merchant_id, request.file)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise UsageError(
             f"orders_backfill: merchant {request.merchant_id!r} has no file {request.file!r} "
             f"in {path.parent}"
         )

@@ -17,8 +17,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import stat
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,8 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from review_ingest.errors import PermanentError
+
 if TYPE_CHECKING:
-    from paramiko import SFTPAttributes, SFTPClient
+    from airflow.providers.sftp.hooks.sftp import SFTPHook
+    from paramiko import SFTPAttributes, SFTPClient, SSHClient
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +44,20 @@ ERRORS_SUFFIX = ".errors.csv"
 #: Mode of everything publish writes: the merchant's user (whom we connect as) can read it.
 FILE_MODE = 0o644
 DIR_MODE = 0o755
+#: Connection attempts per session, and the pause between two (as Airflow's SSHHook does).
+CONNECT_ATTEMPTS = 3
+CONNECT_PAUSE_SECONDS = (3.0, 5.0)
 #: How often publish picks another name when a concurrent writer took the one it chose.
 _MOVE_ATTEMPTS = 10
 
 
 class TransportError(RuntimeError):
     """An SFTP step failed (server unreachable, connection lost, refused operation)."""
+
+
+class AccessRefused(TransportError, PermanentError):
+    """The server refused our credentials or showed another host key, or the connection is
+    not configured: a configuration error, which a retry cannot cure."""
 
 
 @dataclass(frozen=True)
@@ -57,41 +70,106 @@ class RemoteFile:
 
 
 @contextmanager
-def connect(conn_id: str, *, conn_retry_attempts: int = 3) -> Iterator[SFTPClient]:
-    """An SFTP session through Airflow's ``SFTPHook``; it is closed on exit.
+def connect(conn_id: str) -> Iterator[SFTPClient]:
+    """An SFTP session with the settings of Airflow's SFTP connection ``conn_id``; closed on exit.
 
     The connection must pin the server's ``host_key`` (extra); ``no_host_key_check`` and
     ``allow_host_key_change`` are refused, so a server we do not know is never trusted.
-    The hook retries a failed connection ``conn_retry_attempts`` times, 3–5 s apart.
+
+    ``SFTPHook`` reads the connection, but the SSH session is opened here: on a refused key the
+    hook leaves each attempt's session open (paramiko does not close it), so a merchant's
+    server held unauthenticated connections until its ``LoginGraceTime``, up to its
+    ``MaxStartups`` limit, and then dropped other clients' connections. Here every failed
+    attempt is closed at once. A refusal (key, password, host key) raises AccessRefused and is
+    not retried: it is a configuration error. Other failures are tried ``CONNECT_ATTEMPTS`` times,
+    3–5 s apart, then raise TransportError.
     """
+    hook = _hook(conn_id)
+    where = f"SFTP connection {conn_id!r} ({hook.username}@{hook.remote_host}:{hook.port})"
+    client = _open_ssh(hook, where, CONNECT_ATTEMPTS)
+    try:
+        try:
+            sftp = client.open_sftp()
+        except Exception as exc:
+            raise TransportError(f"{where}: cannot open an SFTP session: {_describe(exc)}") from exc
+        try:
+            yield sftp
+        finally:
+            # Closing a dropped connection raises EOFError: the error that dropped it is the news.
+            with contextlib.suppress(Exception):
+                sftp.close()
+    finally:
+        client.close()
+
+
+def _hook(conn_id: str) -> SFTPHook:
+    """The connection's settings, read by Airflow's SFTPHook; refused unless the host key is
+    pinned. An unknown or unreadable connection is a configuration error."""
     from airflow.providers.sftp.hooks.sftp import SFTPHook
 
     try:
-        hook = SFTPHook(ssh_conn_id=conn_id, conn_retry_attempts=conn_retry_attempts)
+        hook = SFTPHook(ssh_conn_id=conn_id)
     except Exception as exc:  # unknown connection, unreadable host_key...
-        raise TransportError(f"SFTP connection {conn_id!r}: {_describe(exc)}") from exc
+        raise AccessRefused(f"SFTP connection {conn_id!r}: {_describe(exc)}") from exc
     if hook.no_host_key_check or hook.allow_host_key_change or hook.host_key is None:
-        raise TransportError(
+        raise AccessRefused(
             f"SFTP connection {conn_id!r} must pin the server's host_key "
             "(and not set no_host_key_check or allow_host_key_change)"
         )
-    where = f"SFTP connection {conn_id!r} ({hook.username}@{hook.remote_host}:{hook.port})"
-    managed = hook.get_managed_conn()
-    try:
-        sftp = managed.__enter__()
-    except Exception as exc:  # paramiko and socket errors have no common base
-        raise TransportError(f"{where}: cannot connect: {_describe(exc)}") from exc
-    try:
-        yield sftp
-    except BaseException as exc:
-        # Closing a dropped connection raises EOFError: the error that dropped it is the news.
-        with contextlib.suppress(Exception):
-            managed.__exit__(type(exc), exc, exc.__traceback__)
-        raise
-    try:
-        managed.__exit__(None, None, None)
-    except Exception as exc:
-        raise TransportError(f"{where}: closing the connection failed: {_describe(exc)}") from exc
+    return hook
+
+
+def _open_ssh(hook: SFTPHook, where: str, attempts: int) -> SSHClient:
+    """An authenticated SSH client; every failed attempt is closed before the next."""
+    import paramiko
+
+    for attempt in range(1, attempts + 1):
+        client = paramiko.SSHClient()
+        client.get_host_keys().add(_known_hosts_name(hook), hook.host_key.get_name(), hook.host_key)
+        try:
+            client.connect(**_connect_options(hook))
+        except (paramiko.AuthenticationException, paramiko.BadHostKeyException) as exc:
+            client.close()
+            raise AccessRefused(f"{where}: the server refused us: {_describe(exc)}") from exc
+        except Exception as exc:  # paramiko and socket errors have no common base
+            client.close()
+            if attempt == attempts:
+                raise TransportError(f"{where}: cannot connect: {_describe(exc)}") from exc
+            pause = random.uniform(*CONNECT_PAUSE_SECONDS)
+            log.info("%s: attempt %d failed (%s); next in %.1f s", where, attempt, exc, pause)
+            time.sleep(pause)
+            continue
+        if hook.keepalive_interval:
+            client.get_transport().set_keepalive(hook.keepalive_interval)
+        return client
+    raise AssertionError("unreachable: attempts >= 1")
+
+
+def _known_hosts_name(hook: SFTPHook) -> str:
+    return hook.remote_host if hook.port == 22 else f"[{hook.remote_host}]:{hook.port}"
+
+
+def _connect_options(hook: SFTPHook) -> dict[str, object]:
+    """paramiko's ``connect`` arguments from the connection, as SSHHook passes them."""
+    options: dict[str, object] = {
+        "hostname": hook.remote_host,
+        "port": hook.port,
+        "username": hook.username,
+        "timeout": hook.conn_timeout,
+        "banner_timeout": hook.banner_timeout,
+        "auth_timeout": hook.auth_timeout,
+        "compress": hook.compress,
+        "look_for_keys": hook.look_for_keys,
+    }
+    if hook.password:
+        options["password"] = hook.password.strip()
+    if hook.pkey:
+        options["pkey"] = hook.pkey
+    if hook.key_file:
+        options["key_filename"] = hook.key_file
+    if hook.disabled_algorithms:
+        options["disabled_algorithms"] = hook.disabled_algorithms
+    return options
 
 
 def list_ready(

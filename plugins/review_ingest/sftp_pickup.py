@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from review_ingest import folders, report, settings, sftp
-from review_ingest.merchants import Merchant, read_merchants
+from review_ingest.errors import UsageError
+from review_ingest.merchants import ConfigError, Merchant, read_merchants
 from review_ingest.records import Outcome
 from review_ingest.runs import BackfillRequest, BatchFailed, each_file, summary
 
@@ -65,7 +66,7 @@ def collect_merchant(merchant_id: str, warehouse_url: str) -> dict[str, Any]:
 def _sftp_merchant(merchants: dict[str, Merchant], merchant_id: str) -> Merchant:
     merchant = merchants.get(merchant_id)
     if merchant is None or merchant.sftp is None:
-        raise ValueError(f"merchant {merchant_id!r} has no sftp block in the merchants file")
+        raise ConfigError(f"merchant {merchant_id!r} has no sftp block in the merchants file")
     return merchant
 
 
@@ -169,7 +170,7 @@ def backfill_sftp(request: BackfillRequest, warehouse_url: str) -> dict[str, Any
     with sftp.connect(merchant.sftp.conn_id) as client:  # type: ignore[union-attr]
         names = {f.name for f in sftp.list_ready(client, inbox, time.time(), 0)}
         if request.file not in names:
-            raise FileNotFoundError(
+            raise UsageError(
                 f"orders_backfill: merchant {request.merchant_id!r} has no file "
                 f"{request.file!r} in its SFTP inbox {inbox}"
             )
