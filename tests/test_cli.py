@@ -46,6 +46,9 @@ def test_import_then_same_bytes_then_known_orders(tmp_path, env, warehouse_url):
     reports = Path(env["REVIEW_INGEST_DATA_DIR"]) / "reports" / "acme" / report["import_id"]
     assert sorted(p.name for p in reports.iterdir()) == ["errors.csv", "report.html", "report.json"]
     assert first.exists(), "import leaves the file where it is"
+    page = report["validation"]["data_docs"]
+    data_docs = Path(env["REVIEW_INGEST_DATA_DIR"]) / "data_docs"
+    assert page.startswith("validations/website/") and (data_docs / page).is_file()
 
     code, again, _ = import_file(first, env)
     assert (code, again["status"], again.get("earlier_import_id")) == (
@@ -53,6 +56,7 @@ def test_import_then_same_bytes_then_known_orders(tmp_path, env, warehouse_url):
         "already_imported",
         report["import_id"],
     )
+    assert again["validation"] == {"suite": "website", "data_docs": None}, "nothing validated"
 
     overlap = tmp_path / "overlap.csv"
     lines = sample_for_yesterday("website").splitlines()
@@ -99,6 +103,17 @@ def test_bad_rows_load_the_good_ones_and_keep_personal_data_out(tmp_path, env, w
     assert any("data_docs" in str(p) for p in data.rglob("*.html")), "Data Docs were built"
     for value in (secret, long_name):
         assert not any(value in text for text in written + [json.dumps(report), stderr])
+
+
+def test_check_builds_no_data_docs(tmp_path, env):
+    path = tmp_path / "orders.csv"
+    path.write_text(sample_for_yesterday("website"), encoding="utf-8")
+
+    done = run(["check", str(path), "--template", "website", "--json"], env)
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["validation"] == {"suite": "website", "data_docs": None}
+    assert not (Path(env["REVIEW_INGEST_DATA_DIR"]) / "data_docs").exists()
 
 
 @pytest.mark.parametrize(

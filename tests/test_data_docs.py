@@ -1,0 +1,273 @@
+"""Data Docs built by real batches (real Great Expectations, real warehouse): every page loads its
+scripts, styles, fonts and images from the docs folder itself, the reports name the page of their
+file's validation, and workers building into one folder at once leave a complete site."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import re
+from concurrent.futures import ProcessPoolExecutor
+from importlib.util import find_spec
+from pathlib import Path
+
+import pytest
+
+from review_ingest import data_docs
+from review_ingest.merchants import Merchant
+from review_ingest.pipeline import Ingest
+from tests.helpers import sample_for_yesterday
+
+GX_TEMPLATES = (
+    Path(find_spec("great_expectations").submodule_search_locations[0])
+    / "render"
+    / "view"
+    / "templates"
+)
+ASSET_TAG = re.compile(r"<(?:script|link|img)\b[^>]*>", re.IGNORECASE)
+ASSET_URL = re.compile(r'\b(?:src|href)="([^"]*)"')
+CSS_URL = re.compile(r"""url\(\s*['"]?([^'")]*)['"]?\s*\)""")
+OUTSIDE = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|//)", re.IGNORECASE)
+SECRET_EMAIL = "jeanne.secret@@example.fr"
+MERCHANTS = {
+    "shop-web": Merchant("shop-web", template="website"),
+    "shop-products": Merchant("shop-products", template="website_products"),
+}
+
+
+def with_bad_row(template: str, order_ref: str) -> str:
+    """The sample of a template, plus a row whose e-mail is invalid (it must stay out of docs)."""
+    header, first, *rest = sample_for_yesterday(template).splitlines()
+    ref = first.split(";")[0]
+    email = next(v for v in first.split(";") if "@" in v)
+    bad = first.replace(ref, order_ref).replace(email, SECRET_EMAIL)
+    return "\n".join([header, first, *rest, bad]) + "\n"
+
+
+def run_batch(data_dir: Path, names: dict[str, str]) -> list[dict]:
+    """One batch through ``Ingest`` as a DAG task runs it; the reports as written."""
+    ingest = Ingest(data_dir, MERCHANTS, f"sqlite:///{data_dir / 'warehouse.db'}")
+    outcomes = []
+    for name, merchant_id in names.items():
+        path = data_dir / "in" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        template = MERCHANTS[merchant_id].template
+        path.write_text(with_bad_row(template, f"BAD-{name}"), encoding="utf-8")
+        outcomes.append(ingest.import_file(path, merchant_id, "upload"))
+    ingest.finish()
+    return [
+        json.loads(
+            (
+                data_dir / "reports" / o.record.merchant_id / o.record.import_id / "report.json"
+            ).read_text(encoding="utf-8")
+        )
+        for o in outcomes
+    ]
+
+
+def asset_urls(html: str) -> list[str]:
+    """Every script, stylesheet, icon and image a page loads, and the images of its styles."""
+    tags = [url for tag in ASSET_TAG.findall(html) for url in ASSET_URL.findall(tag)]
+    return tags + CSS_URL.findall(html)
+
+
+def assert_offline(docs: Path, page: Path) -> None:
+    """The page loads nothing from outside the docs folder, and everything it loads exists."""
+    html = page.read_text(encoding="utf-8")
+    assert html.rstrip().endswith("</html>"), f"{page} is incomplete"
+    for url in asset_urls(html):
+        if url.startswith("data:"):
+            continue
+        assert not OUTSIDE.match(url), f"{page.relative_to(docs)} loads {url} from outside"
+        target = (page.parent / url.split("?")[0]).resolve()
+        assert target.is_file(), f"{page.relative_to(docs)} loads {url}: missing"
+        assert target.is_relative_to(docs.resolve()), f"{url} leaves the docs folder"
+
+
+def pages_of(docs: Path) -> list[Path]:
+    return [docs / "index.html", *sorted((docs / "validations").rglob("*.html"))]
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    data_dir = tmp_path_factory.mktemp("data")
+    reports = run_batch(data_dir, {"web.csv": "shop-web", "products.csv": "shop-products"})
+    return data_dir, reports
+
+
+def test_every_page_loads_only_files_of_the_docs_folder(batch):
+    data_dir, _ = batch
+    docs = data_dir / "data_docs"
+    pages = pages_of(docs)
+    assert len(pages) == 3
+    for page in pages:
+        assert_offline(docs, page)
+    index = (docs / "index.html").read_text(encoding="utf-8")
+    assert 'src="static/vendor/jquery-3.7.1/dist/jquery.min.js"' in index
+    assert 'src="static/images/logo-long.png"' in index
+    assert "integrity=" not in index and "crossorigin=" not in index
+
+
+def test_the_vendored_stylesheets_find_their_fonts(batch):
+    data_dir, _ = batch
+    vendor = data_dir / "data_docs" / data_docs.VENDOR_DIR
+    sheets = sorted(vendor.rglob("*.css"))
+    assert len(sheets) == 7
+    for sheet in sheets:
+        for url in CSS_URL.findall(sheet.read_text(encoding="utf-8")):
+            if not url.startswith("data:"):
+                assert (sheet.parent / url.split("?")[0].split("#")[0]).is_file(), url
+    assert (vendor / "fortawesome-fontawesome-free-6.6.0/webfonts/fa-solid-900.woff2").is_file()
+
+
+def test_reports_name_their_own_page_relative_to_the_docs_folder(batch):
+    data_dir, reports = batch
+    docs = data_dir / "data_docs"
+    index = (docs / "index.html").read_text(encoding="utf-8")
+    pages = [r["validation"]["data_docs"] for r in reports]
+    assert len(set(pages)) == 2
+    for report, page in zip(reports, pages, strict=True):
+        assert page.startswith(f"validations/{report['template']}/{report['import_id']}/")
+        assert (docs / page).is_file() and page in index
+        folder = data_dir / "reports" / report["merchant_id"] / report["import_id"]
+        html = (folder / "report.html").read_text(encoding="utf-8")
+        assert f'href="../../../data_docs/{page}"' in html
+        assert (folder / "../../../data_docs" / page).resolve().is_file()
+        as_json = (folder / "report.json").read_text(encoding="utf-8")
+        assert str(data_dir) not in as_json and '"/' not in as_json
+        assert str(data_dir) not in html and 'href="/' not in html
+
+
+def test_personal_data_stays_out_of_the_docs(batch):
+    data_dir, reports = batch
+    assert all(r["error_rows"] == 1 for r in reports)
+    for page in pages_of(data_dir / "data_docs"):
+        assert SECRET_EMAIL not in page.read_text(encoding="utf-8")
+
+
+def test_a_later_batch_rewrites_its_own_pages_and_the_index_only(tmp_path):
+    docs = tmp_path / "data_docs"
+    [first] = run_batch(tmp_path, {"monday.csv": "shop-web"})
+    first_page = docs / first["validation"]["data_docs"]
+    vendored = [p for p in (docs / data_docs.VENDOR_DIR).rglob("*") if p.is_file()]
+    before = {p: p.stat().st_mtime_ns for p in [first_page, *vendored]}
+
+    [second] = run_batch(tmp_path, {"tuesday.csv": "shop-products"})
+
+    assert {p: p.stat().st_mtime_ns for p in before} == before, "written again"
+    index = (docs / "index.html").read_text(encoding="utf-8")
+    for report in (first, second):
+        assert report["validation"]["data_docs"] in index
+    for page in pages_of(docs):
+        assert_offline(docs, page)
+
+
+def test_every_asset_of_the_gx_templates_has_a_vendored_copy():
+    """A Great Expectations upgrade that loads a new file fails here, naming it."""
+    found = set()
+    for template in GX_TEMPLATES.glob("*.j2"):
+        for tag in ASSET_TAG.findall(template.read_text(encoding="utf-8")):
+            found.update(u for u in ASSET_URL.findall(tag) if u.startswith("http"))
+    assert found == set(data_docs.VENDORED)
+    for copy in data_docs.VENDORED.values():
+        assert (data_docs.VENDOR_SOURCE / copy).is_file(), copy
+
+
+def test_the_vendored_set_is_what_the_pages_load_and_the_licences():
+    """Nothing vendored that no page loads: the files mapped, the fonts, licences, VENDORED.md."""
+    shipped = {
+        p.relative_to(data_docs.VENDOR_SOURCE).as_posix()
+        for p in data_docs.VENDOR_SOURCE.rglob("*")
+        if p.is_file()
+    }
+    mapped = set(data_docs.VENDORED.values())
+    fonts = {p for p in shipped if "/webfonts/" in p}
+    licences = {p for p in shipped if p.split("/")[-1] in ("LICENSE", "LICENSE.txt")}
+    assert shipped == mapped | fonts | licences | {"VENDORED.md"}
+    assert len(fonts) == 8
+    notes = (data_docs.VENDOR_SOURCE / "VENDORED.md").read_text(encoding="utf-8")
+    for folder in {copy.split("/")[0] for copy in mapped}:
+        assert f"`{folder}/`" in notes, f"{folder} is not described in VENDORED.md"
+
+
+def test_page_path_is_where_the_site_builder_writes_the_page(batch):
+    data_dir, reports = batch
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    page = reports[0]["validation"]["data_docs"]
+    _, suite, run_name, run_time, batch_html = page.split("/")
+    result_id = ValidationResultIdentifier(
+        expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite),
+        run_id=RunIdentifier(run_name=run_name, run_time=run_time),
+        batch_identifier=batch_html.removesuffix(".html"),
+    )
+    assert data_docs.page_path(result_id) == page
+
+
+# --- several workers at once -------------------------------------------------------------
+
+
+def _worker_batches(data_dir: str, worker: int, barrier) -> list[str]:
+    """One worker's batches, started when every worker is ready: each checks a file and builds
+    its docs, so that the builds of the workers overlap in every way."""
+    ingest = Ingest(data_dir=Path(data_dir))
+    pages = []
+    barrier.wait(timeout=300)
+    for batch, template in enumerate(("website", "store", "website_products")):
+        data = with_bad_row(template, f"BAD-{worker}").encode()
+        name = f"w{worker}-{batch}.csv"
+        pages.append(ingest.check(data, name, template).data_docs)
+        ingest.finish()
+    return pages
+
+
+def test_workers_building_into_one_folder_at_once_leave_a_complete_site(tmp_path):
+    workers = 3
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Manager() as manager:
+        barrier = manager.Barrier(workers)
+        with ProcessPoolExecutor(workers, mp_context=spawn) as pool:
+            futures = [
+                pool.submit(_worker_batches, str(tmp_path), n, barrier) for n in range(workers)
+            ]
+            pages = [page for f in futures for page in f.result(timeout=600)]
+
+    docs = tmp_path / "data_docs"
+    assert len(set(pages)) == 3 * workers
+    index = (docs / "index.html").read_text(encoding="utf-8")
+    for page in pages:
+        assert page in index, f"the index misses {page}"
+        assert (docs / page).is_file()
+    assert len(pages_of(docs)) == 1 + 3 * workers
+    for page in pages_of(docs):
+        assert_offline(docs, page)
+    assert not list(docs.rglob("*.tmp")), "a temporary file was left"
+
+
+def _build_when_ready(data_dir: str, ready) -> str:
+    """Check a file, say so, then build its docs."""
+    ingest = Ingest(data_dir=Path(data_dir))
+    page = ingest.check(with_bad_row("website", "BAD-1").encode(), "w.csv", "website").data_docs
+    ready.set()
+    ingest.finish()
+    return page
+
+
+def test_a_build_waits_while_another_process_builds(tmp_path):
+    docs = tmp_path / "data_docs"
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Manager() as manager, ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        ready = manager.Event()
+        with data_docs.build_lock(docs):
+            future = pool.submit(_build_when_ready, str(tmp_path), ready)
+            assert ready.wait(timeout=300), "the worker did not get to its build"
+            with pytest.raises(TimeoutError):
+                future.result(timeout=3)
+            assert not (docs / "index.html").exists()
+        page = future.result(timeout=300)
+    assert page in (docs / "index.html").read_text(encoding="utf-8")
+    assert_offline(docs, docs / page)
