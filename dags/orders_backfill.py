@@ -6,6 +6,9 @@ orders. It takes `<data>/uploads/<merchant_id>/<file>` (or `<root>/orders/<file>
 merchant's SFTP server) and touches no other file. Loaded, the import is recorded with source
 `backfill` and the file moves like any other.
 
+The task updates the Asset `review_requests` with its counts (a dry run says so and counts
+no request).
+
 Params: `merchant_id`, `file`, `source` (`upload` or `sftp`), `dry_run` (check and report, load
 nothing, move nothing: on by default), `send_now` (treat every delay as 0).
 """
@@ -13,10 +16,13 @@ nothing, move nothing: on by default), `send_now` (treat every delay as 0).
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, dag, get_current_context, task
 
 from review_ingest.errors import retry_policy
+from review_ingest.runs import REVIEW_REQUESTS_ASSET
 from review_ingest.settings import retry_delay
+
+REVIEW_REQUESTS = Asset(REVIEW_REQUESTS_ASSET)
 
 
 @dag(
@@ -69,19 +75,24 @@ from review_ingest.settings import retry_delay
     },
 )
 def orders_backfill():
-    @task
+    @task(outlets=[REVIEW_REQUESTS])
     def import_backfill_file() -> dict:
         from review_ingest import runs, settings
         from review_ingest.connections import warehouse_url_in_airflow
         from review_ingest.merchants import read_merchants
 
+        context = get_current_context()
         merchants = read_merchants(settings.merchants_file()).merchants
-        request = runs.BackfillRequest.from_params(dict(get_current_context()["params"]), merchants)
+        request = runs.BackfillRequest.from_params(dict(context["params"]), merchants)
         if request.source == "sftp":
             from review_ingest import sftp_pickup
 
-            return sftp_pickup.backfill_sftp(request, warehouse_url_in_airflow())
-        return runs.backfill_upload(request, warehouse_url_in_airflow())
+            result = sftp_pickup.backfill_sftp(request, warehouse_url_in_airflow())
+        else:
+            result = runs.backfill_upload(request, warehouse_url_in_airflow())
+        extra = runs.asset_extra([result], dry_run=request.dry_run)
+        context["outlet_events"][REVIEW_REQUESTS].extra = extra
+        return result
 
     import_backfill_file()
 

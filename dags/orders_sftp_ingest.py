@@ -9,7 +9,8 @@ uploads with source `sftp`, then moved on the server to `orders/processed/` or
 
 - **list_sftp_merchants** reads the merchants file.
 - **collect_merchant** runs once per merchant (mapped): one merchant's unreachable server or
-  wrong credentials fails that merchant's task, never the others'.
+  wrong credentials fails that merchant's task, never the others'. Each success updates the
+  Asset `review_requests` with its counts as the event's extra.
 - **summarize** logs each file and names the merchants whose part failed.
 
 The SFTP connection of each merchant (`sftp.conn_id`) must pin the server's `host_key`.
@@ -18,10 +19,13 @@ The SFTP connection of each merchant (`sftp.conn_id`) must pin the server's `hos
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import Asset, dag, task
 
 from review_ingest.errors import retry_policy
+from review_ingest.runs import REVIEW_REQUESTS_ASSET
 from review_ingest.settings import retry_delay
+
+REVIEW_REQUESTS = Asset(REVIEW_REQUESTS_ASSET)
 
 
 @dag(
@@ -45,12 +49,14 @@ def orders_sftp_ingest():
 
         return sftp_pickup.sftp_merchants()
 
-    @task(max_active_tis_per_dagrun=8)
-    def collect_merchant(merchant_id: str) -> dict:
-        from review_ingest import sftp_pickup
+    @task(max_active_tis_per_dagrun=8, outlets=[REVIEW_REQUESTS])
+    def collect_merchant(merchant_id: str, outlet_events=None) -> dict:
+        from review_ingest import runs, sftp_pickup
         from review_ingest.connections import warehouse_url_in_airflow
 
-        return sftp_pickup.collect_merchant(merchant_id, warehouse_url_in_airflow())
+        result = sftp_pickup.collect_merchant(merchant_id, warehouse_url_in_airflow())
+        outlet_events[REVIEW_REQUESTS].extra = runs.asset_extra(result["files"])
+        return result
 
     @task(trigger_rule="all_done", retries=0)  # it reports; a retry changes nothing
     def summarize(merchant_ids: list[str], results: list[dict]) -> dict:

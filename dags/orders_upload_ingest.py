@@ -9,7 +9,8 @@ loaded as review requests, reported on, and moved to `processed/` or `rejected/`
 - **list_new_files** splits the ready files into batches, one mapped task each.
 - **ingest_batch** runs the pipeline of `review_ingest` on its files (one warehouse transaction
   per file). A rejected file is a normal outcome; the task fails only when a file could not be
-  processed, and says which merchant and file.
+  processed, and says which merchant and file. Each success updates the Asset
+  `review_requests` with its counts (files, loaded, requests, import ids) as the event's extra.
 - **summarize** logs one line per file and the run's totals, and fails (after the others
   are done) naming the files of any batch that failed.
 
@@ -21,12 +22,14 @@ from __future__ import annotations
 import os
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import Asset, dag, task
 
 from review_ingest.errors import retry_policy
+from review_ingest.runs import REVIEW_REQUESTS_ASSET
 from review_ingest.settings import retry_delay
 
 POOL = os.environ.get("REVIEW_INGEST_WAREHOUSE_POOL", "default_pool")
+REVIEW_REQUESTS = Asset(REVIEW_REQUESTS_ASSET)
 
 
 @dag(
@@ -56,12 +59,14 @@ def orders_upload_ingest():
 
         return runs.plan_upload_batches()
 
-    @task(pool=POOL, max_active_tis_per_dagrun=8)
-    def ingest_batch(batch: list[dict]) -> list[dict]:
+    @task(pool=POOL, max_active_tis_per_dagrun=8, outlets=[REVIEW_REQUESTS])
+    def ingest_batch(batch: list[dict], outlet_events=None) -> list[dict]:
         from review_ingest import runs
         from review_ingest.connections import warehouse_url_in_airflow
 
-        return runs.ingest_uploads(batch, warehouse_url_in_airflow())
+        results = runs.ingest_uploads(batch, warehouse_url_in_airflow())
+        outlet_events[REVIEW_REQUESTS].extra = runs.asset_extra(results)
+        return results
 
     @task(trigger_rule="all_done", retries=0)  # it reports; a retry changes nothing
     def summarize(batches: list[list[dict]], results: list[list[dict]]) -> dict:
