@@ -380,14 +380,25 @@ def test_inner_spaces_are_kept():
     assert parsed.records[0].values["lastname"] == "Le  Gall"
 
 
-def test_an_unmatched_quote_does_not_swallow_the_rows_below():
+def refused(parsed: ParsedFile) -> list[tuple[int, str | None, str]]:
+    return [(e.line, e.column, e.code) for e in parsed.field_count_errors]
+
+
+def test_an_unclosed_quote_refuses_its_row_and_not_the_rows_below():
+    """RFC 4180: a value that opens a quote never closed is malformed. Its row does not load
+    (before, it loaded with the quote kept in the name); the rows below are read as usual."""
     text = f'{HEADER}\nR1;a@x.fr;"Doe;J;05-11-2026\nR2;b@x.fr;D;J;05-11-2026\n\n{ROW}\n'
     parsed = read(text)
-    assert [r.values["order_ref"] for r in parsed.records] == ["R1", "R2", "R1"]
-    assert lines_of(parsed) == [2, 3, 5]
+    assert [r.values["order_ref"] for r in parsed.records] == ["R2", "R1"]
+    assert lines_of(parsed) == [3, 5]
+    assert refused(parsed) == [(2, None, "wrong_field_count")]
+    message = parsed.field_count_errors[0].message
+    assert "column lastname" in message and "never closed" in message
+    assert "Doe" not in message, "a name never appears in a message"
+    assert parsed.total_rows == 3
 
 
-def test_an_unmatched_quote_does_not_swallow_rows_that_hold_quoted_values():
+def test_an_unclosed_quote_does_not_swallow_rows_that_hold_quoted_values():
     text = (
         f"{HEADER}\n"
         'R1;a@x.fr;"Doe;J;05-11-2026\n'
@@ -395,15 +406,30 @@ def test_an_unmatched_quote_does_not_swallow_rows_that_hold_quoted_values():
         'R3;c@x.fr;D;"J";05-11-2026\n'
     )
     parsed = read(text)
-    assert lines_of(parsed) == [2, 3, 4]
-    assert [r.values["order_ref"] for r in parsed.records] == ["R1", "R2", "R3"]
-    assert parsed.records[1].values["lastname"] == "Doe"
+    assert lines_of(parsed) == [3, 4]
+    assert [r.values["order_ref"] for r in parsed.records] == ["R2", "R3"]
+    assert parsed.records[0].values["lastname"] == "Doe"
+    assert refused(parsed) == [(2, None, "wrong_field_count")]
 
 
-def test_an_unmatched_quote_on_the_last_line():
+def test_an_unclosed_quote_on_the_last_line():
     parsed = read(f'{HEADER}\n{ROW}\nR2;b@x.fr;D;"J;05-11-2026')
-    assert lines_of(parsed) == [2, 3]
-    assert parsed.records[1].values["firstname"] == '"J'
+    assert lines_of(parsed) == [2]
+    assert refused(parsed) == [(3, None, "wrong_field_count")]
+    assert "column firstname" in parsed.field_count_errors[0].message
+
+
+def test_a_quote_inside_a_value_that_does_not_start_with_one_is_data():
+    parsed = read(f'{HEADER}\nR1;a@x.fr;Do"e;J;05-11-2026\n')
+    assert parsed.records[0].values["lastname"] == 'Do"e'
+    assert refused(parsed) == []
+
+
+def test_a_quoted_value_over_several_lines_still_loads_as_one_record():
+    parsed = read(f'{HEADER}\nR1;a@x.fr;"Doe\nSmith";J;05-11-2026\n{ROW}\n')
+    assert lines_of(parsed) == [2, 4]
+    assert parsed.records[0].values["lastname"] == "Doe\nSmith"
+    assert refused(parsed) == []
 
 
 def test_the_header_line_is_the_first_non_blank_line():

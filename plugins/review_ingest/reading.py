@@ -83,6 +83,8 @@ def read_file(data: bytes, template: Template) -> ParsedFile:
     if header_at is None:
         raise FileRejected("empty_file", "the file is empty: it holds no header and no order")
     header_fields, next_line = _record_at(lines, header_at)
+    if isinstance(header_fields, Unclosed):  # its quotes are taken as data, for the messages
+        header_fields = _plain_fields(lines[header_at])
     columns, extra_last = match_header(header_fields, template, lines[header_at])
     records, wrong = _data_records(lines, next_line, columns, extra_last)
     if not records and not wrong:
@@ -218,6 +220,9 @@ def _data_records(
     wrong: list[RowError] = []
     width = len(columns)
     for line_no, fields in iter_records(lines, start):
+        if isinstance(fields, Unclosed):
+            wrong.append(_unclosed_quote_error(line_no, fields, columns))
+            continue
         if extra_last and len(fields) == width + 1 and not fields[-1]:
             fields = fields[:-1]
         if len(fields) == width:
@@ -235,8 +240,35 @@ def _field_count_error(line_no: int, got: int, width: int, extra_last: bool) -> 
     return RowError(line_no, None, "wrong_field_count", message)
 
 
-def iter_records(lines: list[str], start: int) -> Iterator[tuple[int, list[str]]]:
-    """Yield (physical line number, trimmed fields) for each non-blank record from ``start``."""
+def _unclosed_quote_error(line_no: int, unclosed: Unclosed, columns: list[str]) -> RowError:
+    where = (
+        f"the value of column {columns[unclosed.field]}"
+        if unclosed.field < len(columns)
+        else f"value {unclosed.field + 1}"
+    )
+    return RowError(
+        line_no,
+        None,
+        "wrong_field_count",
+        f"{where} opens a double quote (\") that is never closed, so this row's fields cannot "
+        'be told apart: close the quote, or double it ("") when it is part of the value',
+    )
+
+
+@dataclass(frozen=True)
+class Unclosed:
+    """A record whose value number ``field`` opens a double quote that never closes.
+
+    RFC 4180 would read every line below into that value; the record is refused instead, and
+    reading goes on at the next line.
+    """
+
+    field: int
+
+
+def iter_records(lines: list[str], start: int) -> Iterator[tuple[int, list[str] | Unclosed]]:
+    """Yield (physical line number, trimmed fields) for each non-blank record from ``start``;
+    an unclosed quote yields Unclosed and reading resumes at the line after it."""
     index = start
     total = len(lines)
     while index < total:
@@ -249,25 +281,30 @@ def iter_records(lines: list[str], start: int) -> Iterator[tuple[int, list[str]]
         index = next_index
 
 
-def _record_at(lines: list[str], index: int) -> tuple[list[str], int]:
-    """Parse the record that starts at ``lines[index]``; return its fields and the next index."""
+def _record_at(lines: list[str], index: int) -> tuple[list[str] | Unclosed, int]:
+    """Parse the record that starts at ``lines[index]``; return its fields and the next index.
+
+    An unclosed quote never swallows the rows below: the record is this line alone.
+    """
     line = lines[index]
     if '"' not in line:
-        return [f.strip(_TRIM) for f in _strip_cr(line).split(SEPARATOR)], index + 1
+        return _plain_fields(line), index + 1
     parsed = _parse_quoted(lines, index)
-    if parsed is None:
-        # An unmatched quote: read this line alone, its quotes as data, rather than let it
-        # swallow every row below it.
-        return [f.strip(_TRIM) for f in _strip_cr(line).split(SEPARATOR)], index + 1
+    if isinstance(parsed, Unclosed):
+        return parsed, index + 1
     return parsed
+
+
+def _plain_fields(line: str) -> list[str]:
+    return [f.strip(_TRIM) for f in _strip_cr(line).split(SEPARATOR)]
 
 
 def _strip_cr(line: str) -> str:
     return line[:-1] if line.endswith("\r") else line
 
 
-def _parse_quoted(lines: list[str], index: int) -> tuple[list[str], int] | None:
-    """RFC 4180 parsing of a record that holds quotes; None when a quote is never closed."""
+def _parse_quoted(lines: list[str], index: int) -> tuple[list[str], int] | Unclosed:
+    """RFC 4180 parsing of a record that holds quotes; Unclosed when a quote never closes."""
     fields: list[str] = []
     text = _strip_cr(lines[index])
     pos = 0
@@ -277,13 +314,13 @@ def _parse_quoted(lines: list[str], index: int) -> tuple[list[str], int] | None:
             start = index
             value, text, pos, index = _quoted_value(lines, index, text, lead + 1)
             if value is None:
-                return None
+                return Unclosed(len(fields))
             rest_end = text.find(SEPARATOR, pos)
             tail = (text[pos:] if rest_end < 0 else text[pos:rest_end]).strip(_TRIM)
             if tail and index > start:
                 # Closed on a later line by a quote that does not end a value (the opening
                 # quote of a value below): the first quote was never closed.
-                return None
+                return Unclosed(len(fields))
             # Quoted or not, values are trimmed before every check (contract section 1).
             fields.append((value + tail).strip(_TRIM))
         else:
