@@ -32,6 +32,13 @@ if ! [[ "$user" =~ ^[A-Za-z0-9_.-]+$ ]]; then
   exit 2
 fi
 
+base=http://127.0.0.1:$port
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+  echo "ui: something already listens on 127.0.0.1:$port: stop it, or pick another port" \
+    "(scripts/ui.sh --port 8181)" >&2
+  exit 1
+fi
+
 bash scripts/install.sh
 source scripts/airflow_env.sh
 
@@ -75,13 +82,6 @@ export AIRFLOW__CORE__LAZY_LOAD_PLUGINS=False
 # Kept from one start to the next, so that a browser stays logged in across restarts.
 AIRFLOW__API_AUTH__JWT_SECRET=$(cat "$secrets_file")
 export AIRFLOW__API_AUTH__JWT_SECRET
-
-base=http://127.0.0.1:$port
-if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-  echo "ui: something already listens on 127.0.0.1:$port: stop it, or pick another port" \
-    "(scripts/ui.sh --port 8181)" >&2
-  exit 1
-fi
 
 log=$AIRFLOW_HOME/ui-api-server.log
 echo "ui: starting airflow api-server on $base (log: $log)"
@@ -144,9 +144,11 @@ cat <<EOF
 
   Review UI:  $base/review-ingest/imports
   Requests:   $base/review-ingest/requests
-  Airflow:    $base/   (the left menu's "Plugins" holds "Review imports" and "Review requests")
+  Airflow:    $base/   (its left menu's "Plugins" holds "Review imports" and "Review requests")
 
-  Log in on Airflow's login page as   user: $user   password: $password
+  Each sends you to Airflow's login page first. Log in with
+      user:      $user
+      password:  $password
   (the password is kept in $passwords)
 
   Ctrl-C stops the server. Its log: $log
