@@ -48,7 +48,7 @@ IMPORT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
 NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
 
 templates = Jinja2Templates(directory=WEB_DIR / "templates")
-templates.env.globals.update(quote=quote, iso_utc=views.iso_utc)
+templates.env.globals.update(quote=quote, utc_text=views.utc_text)
 
 
 class Ui:

@@ -150,7 +150,10 @@ def overview_context(engine: Engine, merchant_id: str | None, today: dt.date) ->
         if merchant_id in (None, entry.merchant_id) and entry.day in per_day:
             per_day[entry.day] += entry.activity
     labels = [day.isoformat() for day in days]
-    rates = [a.error_rate for a in per_day.values()]
+    files = [charts.Bar(d, a.files) for d, a in zip(labels, per_day.values(), strict=True)]
+    rows = [charts.Bar(d, a.rows) for d, a in zip(labels, per_day.values(), strict=True)]
+    rates = [charts.Bar(d, a.error_rate) for d, a in zip(labels, per_day.values(), strict=True)]
+    titles = ("Files per day", "Rows per day", "Error rate per day (rows with errors / rows)")
     return {
         "root": "",
         "title": "Overview",
@@ -159,19 +162,16 @@ def overview_context(engine: Engine, merchant_id: str | None, today: dt.date) ->
         "last": today,
         "merchants": sorted(totals.items()),
         "charts": [
-            charts.bar_chart(
-                [charts.Bar(d, a.files) for d, a in zip(labels, per_day.values(), strict=True)],
-                "Files per day",
-            ),
-            charts.bar_chart(
-                [charts.Bar(d, a.rows) for d, a in zip(labels, per_day.values(), strict=True)],
-                "Rows per day",
-            ),
-            charts.bar_chart(
-                [charts.Bar(d, r) for d, r in zip(labels, rates, strict=True)],
-                "Error rate per day (rows with errors / rows read)",
-                value_text=lambda v: f"{v:.1%}",
-                scale_max=max(rates) or 1.0,
+            (titles[0], charts.bar_chart(files, titles[0])),
+            (titles[1], charts.bar_chart(rows, titles[1])),
+            (
+                titles[2],
+                charts.bar_chart(
+                    rates,
+                    titles[2],
+                    value_text=lambda v: f"{v:.1%}",
+                    scale_max=max(b.value for b in rates) or 1.0,
+                ),
             ),
         ],
     }

@@ -178,6 +178,11 @@ def iso_utc(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
+def utc_text(moment: dt.datetime) -> str:
+    """``2026-03-12 23:00:00``: a moment in UTC as the pages show it."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def data_docs_href(data_docs: object, prefix: str) -> str | None:
     """The link to a report's Data Docs page, or None when there is none to link to.
 
