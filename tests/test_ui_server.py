@@ -40,6 +40,10 @@ API_ROUTES = [
 PAGE_ROUTES = ["/imports", "/imports/{id}", "/requests", "/data-docs/index.html"]
 
 
+#: In the HTML of Airflow's single-page app, which answers 200 for any unknown path.
+SPA_MARK = 'id="root"'
+
+
 def _route(server: UiServer, route: str) -> str:
     return UI_PREFIX + route.format(id=server.by_label("row-errors").import_id)
 
@@ -294,12 +298,22 @@ def test_requests_bad_filters_are_422(ui_server: UiServer, params: dict[str, str
 # -- the pages -------------------------------------------------------------------------------
 
 
+def test_an_unknown_path_is_airflows_spa_which_the_page_tests_tell_apart(
+    ui_server: UiServer,
+) -> None:
+    spa = ui_server.get("/no-such-page", user=VIEWER)
+    assert spa.status_code == 200 and SPA_MARK in spa.text
+    for route in PAGE_ROUTES:
+        page = ui_server.get(_route(ui_server, route), user=VIEWER)
+        assert page.status_code == 200 and SPA_MARK not in page.text, route
+
+
 def test_imports_page_lists_the_files_with_links(ui_server: UiServer) -> None:
     response = ui_server.get(UI_PREFIX + "/imports", user=VIEWER)
     assert response.status_code == 200
     html = response.text
     assert 'id="imports-table"' in html and 'id="filters"' in html, html[:500]
-    assert '<div id="root">' not in html, "Airflow's single-page app, not the UI's page"
+    assert SPA_MARK not in html, "Airflow's single-page app, not the UI's page"
     for made in ui_server.imports.values():
         assert made.file_name in html
         assert f"imports/{made.import_id}" in html
