@@ -113,11 +113,19 @@ class Browser:
     # -- waiting -------------------------------------------------------------------------
 
     def wait(self, condition: Callable, what: str, seconds: float = WAIT_SECONDS):
-        from selenium.common.exceptions import TimeoutException
+        from selenium.common.exceptions import (
+            NoSuchElementException,
+            StaleElementReferenceException,
+            TimeoutException,
+        )
         from selenium.webdriver.support.ui import WebDriverWait
 
+        # A page that navigates under the condition makes its elements stale: try again.
+        ignored = (NoSuchElementException, StaleElementReferenceException)
         try:
-            return WebDriverWait(self.driver, seconds, poll_frequency=0.2).until(condition)
+            return WebDriverWait(
+                self.driver, seconds, poll_frequency=0.2, ignored_exceptions=ignored
+            ).until(condition)
         except TimeoutException:
             shot = self.shot("timeout")
             raise AssertionError(
@@ -196,16 +204,26 @@ class Browser:
         self.driver.switch_to.default_content()
 
     def follow(self, element) -> None:
-        """Click a link; when it opens a new tab, continue there."""
+        """Click a link and wait for what it opens: a new tab (continue there) or a new page
+        in this one (the old document goes stale)."""
+        from selenium.common.exceptions import StaleElementReferenceException
+        from selenium.webdriver.common.by import By
+
         handles = set(self.driver.window_handles)
+        old_document = self.driver.find_element(By.TAG_NAME, "html")
         element.click()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + WAIT_SECONDS
         while time.monotonic() < deadline:
             new = set(self.driver.window_handles) - handles
             if new:
                 self.driver.switch_to.window(new.pop())
                 return
+            try:
+                old_document.is_enabled()
+            except StaleElementReferenceException:
+                return
             time.sleep(0.1)
+        raise AssertionError(f"the link opened nothing; page {self.driver.current_url!r}")
 
     def page_path(self) -> str:
         return urlsplit(self.driver.execute_script("return document.location.href")).path
@@ -321,6 +339,36 @@ def test_review_imports_opens_from_airflows_navigation(logged_in: Browser) -> No
         assert made.file_name in text, made.file_name
     links = table.find_elements(By.CSS_SELECTOR, "a.import-link")
     assert len(links) == len(b.server.imports)
+    assert b.off_loopback() == []
+
+
+def test_paging_links_walk_the_imports(logged_in: Browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    b = logged_in
+    b.open_from_airflow_nav("Review imports")
+    b.find(By.ID, "imports-table")
+    # Pages of 3 (the page size is a query parameter; 7 imports make 3 pages).
+    b.driver.execute_script("location.assign(location.pathname + '?limit=3')")
+    b.wait(lambda d: "limit=3" in d.execute_script("return location.search"), "pages of 3")
+
+    def shown() -> list[str]:
+        table = b.find(By.ID, "imports-table")
+        return [
+            a.get_attribute("href") for a in table.find_elements(By.CSS_SELECTOR, "a.import-link")
+        ]
+
+    pages = [shown()]
+    assert len(pages[0]) == 3 and not b.driver.find_elements(By.ID, "prev-page")
+    while b.driver.find_elements(By.ID, "next-page"):
+        b.find(By.ID, "next-page").click()
+        b.wait(lambda d, before=pages[-1]: shown() != before, "the next page")
+        pages.append(shown())
+    b.shot("imports-last-page")
+    seen = [href for page in pages for href in page]
+    assert len(pages) == 3 and len(seen) == len(set(seen)) == len(b.server.imports)
+    b.find(By.ID, "prev-page").click()
+    b.wait(lambda d: shown() == pages[-2], "the previous page")
     assert b.off_loopback() == []
 
 
