@@ -383,3 +383,26 @@ def test_openapi_schema_of_the_ui_app(ui_server: UiServer) -> None:
         "scheduled_from",
         "scheduled_to",
     } <= names
+
+
+def test_an_email_search_leaves_no_address_in_the_server_log(ui_server: UiServer) -> None:
+    """Searching by exact e-mail puts the address in the URL: the API server's access log must
+    not keep it in clear (``[core] sensitive_var_conn_names`` holds ``email``, as in the
+    deployment)."""
+    (email,) = query(
+        ui_server.warehouse_url,
+        "SELECT email FROM review_requests WHERE merchant_id = 'shop-web' ORDER BY order_ref LIMIT 1",
+    )[0]
+    before = ui_server.log_path.stat().st_size
+
+    api = ui_server.get(UI_PREFIX + "/api/requests", user=VIEWER, params={"email": email})
+    page = ui_server.get(UI_PREFIX + "/requests", user=VIEWER, params={"email": email})
+
+    assert api.status_code == page.status_code == 200
+    assert api.json()["total"] >= 1, "the search found the request"
+    with ui_server.log_path.open("rb") as log:
+        log.seek(before)
+        written = log.read().decode("utf-8", "replace")
+    assert "/review-ingest/api/requests" in written, "the access log saw the call"
+    for form in (email, email.replace("@", "%40")):
+        assert form not in written
