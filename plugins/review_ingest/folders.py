@@ -76,12 +76,17 @@ def move_after(path: Path, data_dir: Path, merchant_id: str, status: str, import
 
 
 def _move_no_overwrite(source: Path, target: Path) -> bool:
-    """Link-then-unlink is atomic and never replaces an existing file (``rename`` would)."""
+    """Link-then-unlink is atomic and never replaces an existing file (``rename`` would).
+
+    A target that already is ``source`` (the same inode: a move killed between its link and its
+    unlink) only needs the unlink.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(source, target)
     except FileExistsError:
-        return False
+        if not os.path.samefile(source, target):
+            return False
     except OSError as exc:
         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP):
             raise

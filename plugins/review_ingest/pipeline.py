@@ -10,7 +10,7 @@ import datetime as dt
 import hashlib
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from review_ingest.validation import Validation
 
 log = logging.getLogger(__name__)
+
+#: The files ``report.write`` leaves in a file's report folder.
+REPORT_FILES = ("report.json", "report.html", "errors.csv")
 
 
 def new_import_id(now: dt.datetime) -> str:
@@ -89,17 +92,19 @@ class Ingest:
         *,
         dry_run: bool = False,
         send_now: bool = False,
+        import_id: str | None = None,
     ) -> Outcome:
         """The whole pipeline for one file; writes its reports, leaves the file where it is.
 
         With ``dry_run`` nothing is written to the warehouse (status ``accepted`` or
-        ``rejected``, as ``check`` gives).
+        ``rejected``, as ``check`` gives). ``import_id`` is the id to record (a claim's, see
+        ``claims``); a new one by default.
         """
         data = path.read_bytes()
         now = dt.datetime.now(dt.UTC)
         received = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
         merchant = self.merchants.get(merchant_id) or Merchant(merchant_id, template="")
-        record = _new_record(data, path.name, merchant, source, received, now)
+        record = _new_record(data, path.name, merchant, source, received, now, import_id)
         if merchant_id not in self.merchants:
             outcome = _unknown_merchant(record)
         else:
@@ -119,6 +124,55 @@ class Ingest:
             record.error_rows,
             record.duplicate_rows,
         )
+        return outcome
+
+    def finish_import(
+        self, path: Path, import_id: str, *, send_now: bool = False
+    ) -> Outcome | None:
+        """The outcome of import ``import_id`` when the warehouse already holds it, else None.
+
+        A run killed (or failed) after its commit but before its file moved leaves its claim
+        with that ``import_id``; the run that takes the claim over finishes that import: it
+        records nothing new, writes the reports again only when they are not all on disk (the
+        file evaluated again as of the import's own time, so with the same outcome), and
+        returns that import's outcome, with the warehouse's counts.
+        """
+        from review_ingest import warehouse
+
+        record = warehouse.import_record(self.engine, import_id)
+        if record is None:
+            return None
+        log.info(
+            "merchant %s file %s: import %s was committed by an interrupted run; finishing it, "
+            "nothing recorded again",
+            record.merchant_id,
+            record.file_name,
+            import_id,
+        )
+        folder = self.data_dir / "reports" / record.merchant_id / record.import_id
+        if all((folder / name).is_file() for name in REPORT_FILES):
+            return Outcome(record=record, suite=record.template)
+        outcome = self._rebuild(path.read_bytes(), record, send_now)
+        self.write_reports(outcome)
+        return outcome
+
+    def _rebuild(self, data: bytes, record: ImportRecord, send_now: bool) -> Outcome:
+        """The outcome of a committed import, evaluated again from its bytes as of its own
+        ``processed_at``; the warehouse's record stays the truth."""
+        from review_ingest import warehouse
+
+        merchant = self.merchants.get(record.merchant_id)
+        if merchant is None or record.rejection_code == "unknown_merchant":
+            outcome = _unknown_merchant(record)
+        elif record.status == "already_imported":
+            earlier = warehouse.loaded_import(self.engine, record.merchant_id, record.sha256)
+            outcome = Outcome(record=record, suite=merchant.template, earlier_import_id=earlier)
+        else:
+            outcome = self._evaluate(data, replace(record), merchant, send_now=send_now)
+            if record.status == "rejected":
+                rejection = outcome.rejection or self._existing_proofs(outcome, merchant)
+                _reject(outcome, rejection or Rejection(record.rejection_code or "", ""))
+        outcome.record = record
         return outcome
 
     def _import(
@@ -253,9 +307,10 @@ def _new_record(
     source: str,
     received: dt.datetime,
     now: dt.datetime,
+    import_id: str | None = None,
 ) -> ImportRecord:
     record = ImportRecord(
-        import_id=new_import_id(now),
+        import_id=import_id or new_import_id(now),
         merchant_id=merchant.merchant_id,
         source=source,
         file_name=file_name,

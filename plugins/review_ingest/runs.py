@@ -11,12 +11,15 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from review_ingest import folders, settings
+from review_ingest import claims, folders, settings
 from review_ingest.errors import UsageError
 from review_ingest.merchants import ConfigError, Merchant, read_merchants
 from review_ingest.records import Outcome
+
+if TYPE_CHECKING:
+    from review_ingest.pipeline import Ingest
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,10 +41,26 @@ def check_configuration() -> dict[str, Any]:
 
 
 def plan_upload_batches(max_batches: int = MAX_BATCHES) -> list[list[dict[str, str]]]:
-    """The ready upload files, split into batches for mapped tasks."""
-    pending = folders.ready_uploads(settings.data_dir(), settings.min_file_age_seconds())
+    """The ready upload files, then the files of claims left by failed or killed runs (see
+    ``claims``), split into batches for mapped tasks. Items name the file's upload path: the
+    task claims it there, or takes over the claim that holds it."""
+    data_dir = settings.data_dir()
+    pending = folders.ready_uploads(data_dir, settings.min_file_age_seconds())
     items = [{"merchant_id": p.merchant_id, "path": str(p.path)} for p in pending]
-    log.info("%d file(s) ready in %s", len(items), settings.data_dir() / "uploads")
+    left = claims.claimable(data_dir, origin="upload")
+    items += [
+        {
+            "merchant_id": c.merchant_id,
+            "path": str(folders.upload_path(data_dir, c.merchant_id, c.name)),
+        }
+        for c in left
+    ]
+    log.info(
+        "%d file(s) ready in %s, %d left in claims by earlier runs",
+        len(pending),
+        data_dir / "uploads",
+        len(left),
+    )
     return split(items, settings.batch_size(), max_batches)
 
 
@@ -60,20 +79,17 @@ def ingest_uploads(batch: list[dict[str, str]], warehouse_url: str) -> list[dict
     ingest = Ingest(settings.data_dir(), read.merchants, warehouse_url)
 
     def one(item: dict[str, str]) -> dict[str, Any] | None:
-        merchant_id, path = item["merchant_id"], Path(item["path"])
+        merchant_id, name = item["merchant_id"], Path(item["path"]).name
         if merchant_id in read.problems:
             log.warning(
-                "merchant %s: configuration error, file %s left in place", merchant_id, path.name
+                "merchant %s: configuration error, file %s left in place", merchant_id, name
             )
             return None
-        if not path.exists():
-            log.info("merchant %s file %s: already taken by another run", merchant_id, path.name)
+        claim = claims.claim_upload(ingest.data_dir, merchant_id, name)
+        if claim is None:
+            log.info("merchant %s file %s: already taken by another run", merchant_id, name)
             return None
-        outcome = ingest.import_file(path, merchant_id, "upload")
-        moved = folders.move_after(
-            path, ingest.data_dir, merchant_id, outcome.record.status, outcome.record.import_id
-        )
-        return summary(outcome, ingest.data_dir, moved)
+        return process_claim(ingest, claim, move_upload)
 
     try:
         return each_file(
@@ -81,6 +97,92 @@ def ingest_uploads(batch: list[dict[str, str]], warehouse_url: str) -> list[dict
         )
     finally:
         ingest.finish()  # the Data Docs of the files that were processed
+
+
+def process_claim(
+    ingest: Ingest,
+    claim: claims.Claim,
+    finish: Callable[[Ingest, claims.Claim, Outcome, bool], dict[str, Any]],
+    *,
+    import_new: bool = True,
+) -> dict[str, Any] | None:
+    """Process a claimed file, then ``finish`` it (move it, publish it) and end the claim.
+
+    When the warehouse already holds the claim's import (a run was killed or failed after its
+    commit), that import is finished instead: nothing is recorded again, and ``finish`` gets
+    ``finishing`` True. Otherwise the file is imported (unless ``import_new`` is false: then
+    None is returned and the claim stays for the caller).
+
+    On a failure the claim is given up: the file goes back to its upload folder when the
+    warehouse shows that nothing was committed, and otherwise stays in the claim, released,
+    for the next run to finish or retry.
+    """
+    try:
+        outcome = ingest.finish_import(claim.path, claim.import_id, send_now=claim.send_now)
+        finishing = outcome is not None
+        if outcome is None:
+            if not import_new:
+                return None
+            outcome = ingest.import_file(
+                claim.path,
+                claim.merchant_id,
+                claim.source,
+                send_now=claim.send_now,
+                import_id=claim.import_id,
+            )
+        result = finish(ingest, claim, outcome, finishing)
+    except Exception:
+        give_up(ingest, claim)
+        raise
+    except BaseException:
+        _quietly(claim.release)
+        raise
+    claim.drop()
+    return result
+
+
+def move_upload(
+    ingest: Ingest, claim: claims.Claim, outcome: Outcome, finishing: bool
+) -> dict[str, Any]:
+    """An upload's end: into ``processed/`` or ``rejected/``, never overwriting."""
+    rec = outcome.record
+    moved = folders.move_after(
+        claim.path, ingest.data_dir, rec.merchant_id, rec.status, rec.import_id
+    )
+    return summary(outcome, ingest.data_dir, moved)
+
+
+def give_up(ingest: Ingest, claim: claims.Claim) -> None:
+    """After a failure: a file whose import was surely not committed goes back where it came
+    from (an upload to its folder; an SFTP copy is deleted, the server still has the file);
+    anything else stays claimed, released, for the next run. Never raises: the failure itself
+    is the news."""
+    from review_ingest import warehouse
+
+    try:
+        committed = warehouse.import_record(ingest.engine, claim.import_id) is not None
+    except Exception as exc:  # noqa: BLE001 - the warehouse may be the failure
+        log.warning(
+            "import %s: cannot tell whether it was committed: %s", claim.import_id, describe(exc)
+        )
+        committed = None
+    if committed is False and claim.origin == "upload":
+        folder = folders.upload_path(ingest.data_dir, claim.merchant_id, claim.name).parent
+        if _quietly(claim.give_back, folder):
+            log.info("merchant %s file %s: back in %s", claim.merchant_id, claim.name, folder)
+            return
+    if committed is False and claim.origin == "sftp" and _quietly(claim.discard):
+        return
+    _quietly(claim.release)
+
+
+def _quietly(action: Callable[..., Any], *args: Any) -> bool:
+    """Run a clean-up step while another error propagates: False when it failed or refused."""
+    try:
+        return action(*args) is not False
+    except Exception as exc:  # noqa: BLE001 - the error that brought us here matters more
+        log.error("could not give up a claim: %s", describe(exc))
+        return False
 
 
 def each_file(
@@ -226,28 +328,68 @@ class BackfillRequest:
 
 
 def backfill_upload(request: BackfillRequest, warehouse_url: str) -> dict[str, Any]:
-    """Import one named file of a merchant's upload folder, with source ``backfill``."""
+    """Import one named file of a merchant's upload folder, with source ``backfill``.
+
+    The file is claimed like any upload: when a run of ``orders_upload_ingest`` holds it, the
+    backfill skips it without failing (that run loads it); when a failed or killed run left it
+    in a claim, the backfill takes it over. A dry run claims nothing and moves nothing.
+    """
     from review_ingest.pipeline import Ingest
 
-    path = folders.upload_path(settings.data_dir(), request.merchant_id, request.file)
-    if not path.is_file():
-        raise UsageError(
-            f"orders_backfill: merchant {request.merchant_id!r} has no file {request.file!r} "
-            f"in {path.parent}"
-        )
+    data_dir = settings.data_dir()
+    path = folders.upload_path(data_dir, request.merchant_id, request.file)
     merchants = read_merchants(settings.merchants_file()).merchants
-    ingest = Ingest(settings.data_dir(), merchants, warehouse_url)
-    outcome = ingest.import_file(
-        path, request.merchant_id, "backfill", dry_run=request.dry_run, send_now=request.send_now
-    )
-    ingest.finish()
-    moved = None
-    if not request.dry_run:
-        moved = folders.move_after(
-            path,
-            settings.data_dir(),
-            request.merchant_id,
-            outcome.record.status,
-            outcome.record.import_id,
+    ingest = Ingest(data_dir, merchants, warehouse_url)
+    if request.dry_run:
+        if not path.is_file():
+            raise _no_such_file(request, path)
+        outcome = ingest.import_file(
+            path, request.merchant_id, "backfill", dry_run=True, send_now=request.send_now
         )
-    return summary(outcome, ingest.data_dir, moved)
+        ingest.finish()
+        return summary(outcome, data_dir, None)
+    claim = claims.claim_upload(
+        data_dir, request.merchant_id, request.file, source="backfill", send_now=request.send_now
+    )
+    if claim is None:
+        other = claims.held(data_dir, request.merchant_id, request.file)
+        if other is None:
+            raise _no_such_file(request, path)
+        log.info(
+            "merchant %s file %s: another run holds it (claim %s, import %s): skipped",
+            request.merchant_id,
+            request.file,
+            other.claim_id,
+            other.import_id,
+        )
+        return skipped(request.merchant_id, request.file, other.import_id, data_dir)
+    try:
+        return process_claim(ingest, claim, move_upload)
+    finally:
+        ingest.finish()
+
+
+def _no_such_file(request: BackfillRequest, path: Path) -> UsageError:
+    return UsageError(
+        f"orders_backfill: merchant {request.merchant_id!r} has no file {request.file!r} "
+        f"in {path.parent}"
+    )
+
+
+def skipped(merchant_id: str, file_name: str, import_id: str, data_dir: Path) -> dict[str, Any]:
+    """The summary of a file another run was processing: nothing done here."""
+    return {
+        "merchant_id": merchant_id,
+        "file_name": file_name,
+        "import_id": import_id,
+        "status": "skipped",
+        "rejection": None,
+        "total_rows": 0,
+        "valid_rows": 0,
+        "error_rows": 0,
+        "duplicate_rows": 0,
+        "brand_requests": 0,
+        "product_requests": 0,
+        "report": str(data_dir / "reports" / merchant_id / import_id),
+        "moved_to": None,
+    }

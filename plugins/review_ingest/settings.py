@@ -43,3 +43,12 @@ def batch_size() -> int:
 def retry_delay() -> dt.timedelta:
     """Between two tries of a failed task (5 minutes; tests shorten it)."""
     return dt.timedelta(seconds=float(os.environ.get("REVIEW_INGEST_RETRY_DELAY_SECONDS", 300)))
+
+
+#: How long a claim on a file holds against runs on other machines (``claims``): far longer than
+#: any file's processing, so that only a run that died loses its claim.
+DEFAULT_CLAIM_LEASE_SECONDS = 1800
+
+
+def claim_lease_seconds() -> float:
+    return float(os.environ.get("REVIEW_INGEST_CLAIM_LEASE_SECONDS", DEFAULT_CLAIM_LEASE_SECONDS))

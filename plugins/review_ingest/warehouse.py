@@ -172,6 +172,18 @@ def loaded_import(engine: Engine, merchant_id: str, sha256: str) -> str | None:
         return connection.scalar(query)
 
 
+def import_record(engine: Engine, import_id: str) -> records.ImportRecord | None:
+    """The ``imports`` row of ``import_id``, None when no transaction committed it."""
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(ImportRow.__table__).where(ImportRow.import_id == import_id)
+        ).first()
+    if row is None:
+        return None
+    values = row._mapping
+    return records.ImportRecord(**{f.name: values[f.name] for f in fields(records.ImportRecord)})
+
+
 def known_order_refs(engine: Engine, merchant_id: str, order_refs: Collection[str]) -> set[str]:
     """Those of ``order_refs`` that already have a request of this merchant."""
     refs = list(set(order_refs))

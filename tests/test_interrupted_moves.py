@@ -1,0 +1,191 @@
+"""Issue 8.7: a run killed between its warehouse commit and the move of its file.
+
+The run that takes the file over must finish that import (reports, move; for SFTP the reports
+published beside the moved file) and record nothing new: one ``imports`` row, counted as
+``loaded`` in the run's summary. The same bytes sent again, under a new name or under the same
+name after the first was moved, are new files: each gets its own ``already_imported`` row.
+
+The kill is a real SIGKILL of the child process running the pipeline. The moment between the
+commit and the move lasts microseconds, too short to hit from outside: the child kills itself
+there through a test hook (``tests/fixtures/pipeline_child.py``: ``after_commit`` kills it when
+``warehouse.save`` returns, ``before_move`` when ``folders.move_after`` is called).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+
+from review_ingest import runs, sftp_pickup
+from tests.fixtures import pipeline_child
+from tests.fixtures.ingest_checks import (
+    assert_loaded_once,
+    configure,
+    imports_of,
+    leftovers,
+    orders_file,
+)
+from tests.fixtures.sftp_server import SftpMerchant, SftpServer
+from tests.helpers import airflow_conn_json, drop
+
+ORDERS = 30
+OLD = time.time() - 3600
+
+
+def kill_during(tmp_path, kill_at: str, target: str, *args) -> None:
+    child = pipeline_child.start(target, *args, out=tmp_path / "killed.json", kill_at=kill_at)
+    assert child.wait() == -signal.SIGKILL, f"{child.result()}\n{child.log()}"
+
+
+@pytest.mark.parametrize("kill_at", ["after_commit", "before_move"])
+def test_an_upload_run_killed_between_commit_and_move_is_finished_by_the_next_run(
+    tmp_path, monkeypatch, warehouse_url, kill_at
+):
+    data = configure(monkeypatch, tmp_path, warehouse_url)
+    content = orders_file("K", ORDERS)
+    drop(data / "uploads" / "acme", "orders.csv", content)
+    (batch,) = runs.plan_upload_batches()
+
+    kill_during(tmp_path, kill_at, "review_ingest.runs:ingest_uploads", batch, warehouse_url)
+
+    [(committed, _, status)] = imports_of(warehouse_url, "acme")
+    assert status == "loaded"
+    assert not (data / "processed" / "acme" / "orders.csv").exists()
+    reports = data / "reports" / "acme" / committed
+    assert reports.is_dir() == (kill_at == "before_move")
+
+    (again,) = runs.plan_upload_batches()
+    (result,) = runs.ingest_uploads(again, warehouse_url)
+
+    assert (result["file_name"], result["status"], result["import_id"]) == (
+        "orders.csv",
+        "loaded",
+        committed,
+    )
+    assert (result["valid_rows"], result["brand_requests"]) == (ORDERS, ORDERS)
+    assert runs.log_summary([again], [[result]])["loaded"] == 1
+    assert assert_loaded_once(warehouse_url, data, "acme", "orders.csv", content, ORDERS) == (
+        committed
+    )
+
+
+def test_the_same_bytes_sent_again_later_are_recorded_as_already_imported(
+    tmp_path, monkeypatch, warehouse_url
+):
+    """Not an interrupted move: under the same name after the first was moved, or under a new
+    name, the merchant sent a file again, and each one gets its own row (contract section 2)."""
+    data = configure(monkeypatch, tmp_path, warehouse_url)
+    content = orders_file("S", 3)
+    drop(data / "uploads" / "acme", "orders.csv", content)
+    (first,) = runs.ingest_uploads(runs.plan_upload_batches()[0], warehouse_url)
+    drop(data / "uploads" / "acme", "orders.csv", content, age_seconds=500)
+    drop(data / "uploads" / "acme", "copy.csv", content, age_seconds=400)
+
+    again = runs.ingest_uploads(runs.plan_upload_batches()[0], warehouse_url)
+
+    assert [(r["file_name"], r["status"]) for r in again] == [
+        ("orders.csv", "already_imported"),
+        ("copy.csv", "already_imported"),
+    ]
+    rows = imports_of(warehouse_url, "acme")
+    assert [s for _, _, s in rows] == ["loaded", "already_imported", "already_imported"]
+    for result in again:
+        report = json.loads(
+            (data / "reports" / "acme" / result["import_id"] / "report.json").read_text()
+        )
+        assert (report["status"], report["earlier_import_id"]) == (
+            "already_imported",
+            first["import_id"],
+        )
+    assert sorted(p.relative_to(data).as_posix() for p in (data / "processed").rglob("*.csv")) == [
+        f"processed/acme/{again[0]['import_id']}/orders.csv",
+        "processed/acme/copy.csv",
+        "processed/acme/orders.csv",
+    ]
+    assert leftovers(data) == []
+
+
+# -- SFTP ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def shop(sftp_server: SftpServer) -> SftpMerchant:
+    return sftp_server.add_merchant("i_moves")
+
+
+@pytest.fixture
+def sftp_data(tmp_path, monkeypatch, sftp_server, shop, warehouse_url):
+    conn_id = f"{shop.merchant_id}_sftp"
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", sftp_server.airflow_conn_json(shop))
+    monkeypatch.setenv("AIRFLOW_CONN_REVIEW_WAREHOUSE", airflow_conn_json(warehouse_url))
+    extra = f"    sftp:\n      conn_id: {conn_id}\n      root: {shop.root}\n"
+    return configure(monkeypatch, tmp_path, warehouse_url, {shop.merchant_id: "website"}, extra)
+
+
+def published(server: SftpServer, shop: SftpMerchant, name: str) -> dict:
+    return json.loads(server.fetch(shop, f"{shop.inbox}/processed/{name}.report.json"))
+
+
+def remote_names(server: SftpServer, shop: SftpMerchant, folder: str) -> list[str]:
+    return sorted(p.name for p in shop.local(folder).iterdir())
+
+
+@pytest.mark.sftp
+def test_an_sftp_run_killed_after_its_commit_is_finished_by_the_next_run(
+    tmp_path, sftp_server, shop, sftp_data, warehouse_url
+):
+    content = orders_file("P", ORDERS)
+    sftp_server.upload(shop, f"{shop.inbox}/orders.csv", content, mtime=OLD)
+
+    kill_during(
+        tmp_path,
+        "after_commit",
+        "review_ingest.sftp_pickup:collect_merchant",
+        shop.merchant_id,
+        warehouse_url,
+    )
+    [(committed, _, _)] = imports_of(warehouse_url, shop.merchant_id)
+    assert "orders.csv" in remote_names(sftp_server, shop, shop.inbox)
+
+    result = sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)
+
+    [done] = result["files"]
+    assert (done["status"], done["import_id"]) == ("loaded", committed)
+    assert done["remote_path"] == f"{shop.inbox}/processed/orders.csv"
+    assert_loaded_once(warehouse_url, sftp_data, shop.merchant_id, "orders.csv", content, ORDERS)
+    report = published(sftp_server, shop, "orders.csv")
+    assert (report["import_id"], report["status"], report["requests"]["brand"]) == (
+        committed,
+        "loaded",
+        ORDERS,
+    )
+    assert remote_names(sftp_server, shop, shop.inbox) == ["processed"]
+
+
+@pytest.mark.sftp
+def test_the_same_name_sent_again_on_sftp_gets_its_own_already_imported_report(
+    sftp_server, shop, sftp_data, warehouse_url
+):
+    content = orders_file("N", 3)
+    sftp_server.upload(shop, f"{shop.inbox}/orders.csv", content, mtime=OLD)
+    [first] = sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)["files"]
+    sftp_server.upload(shop, f"{shop.inbox}/orders.csv", content, mtime=OLD)
+
+    [second] = sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)["files"]
+
+    assert (first["status"], second["status"]) == ("loaded", "already_imported")
+    assert second["remote_path"] == f"{shop.inbox}/processed/orders.2.csv"
+    report = published(sftp_server, shop, "orders.2.csv")
+    assert (report["import_id"], report["status"], report["earlier_import_id"]) == (
+        second["import_id"],
+        "already_imported",
+        first["import_id"],
+    )
+    assert published(sftp_server, shop, "orders.csv")["import_id"] == first["import_id"]
+    assert [s for _, _, s in imports_of(warehouse_url, shop.merchant_id)] == [
+        "loaded",
+        "already_imported",
+    ]
