@@ -27,6 +27,25 @@ def yesterday() -> dt.date:
     return dt.datetime.now(PARIS).date() - dt.timedelta(days=1)
 
 
+#: No request may fall due this soon after a test read the statuses it compares with the UI's.
+STATUS_HORIZON = dt.timedelta(minutes=5)
+
+
+def settled_now(scheduled: list[dt.datetime]) -> dt.datetime:
+    """Now, at a moment when none of ``scheduled`` falls due within ``STATUS_HORIZON``.
+
+    A request is ``scheduled`` until its time, then ``due`` (the sample files' requests turn
+    due at midnight in Paris). When one is about to, this waits until it has, so that a test
+    comparing statuses read now with the UI's answers a moment later sees none change.
+    """
+    now = dt.datetime.now(dt.UTC)
+    soon = [at for at in scheduled if now <= at < now + STATUS_HORIZON]
+    if soon:
+        time.sleep((max(soon) - now).total_seconds() + 1)
+        now = dt.datetime.now(dt.UTC)
+    return now
+
+
 def write_merchants(path: Path, merchants: dict[str, str], extra: str = "") -> Path:
     lines = ["merchants:"]
     for merchant_id, template in merchants.items():

@@ -421,15 +421,14 @@ def test_requests_filter_by_merchant_and_status_then_export(logged_in: Browser) 
     from selenium.webdriver.common.by import By
 
     b = logged_in
+    statuses = b.server.request_statuses(MERCHANT)  # before the UI is asked (see its docstring)
     b.open_from_airflow_nav("Review requests")
     form = b.find(By.ID, "filters", "the requests filter form")
     _set_field(form, "merchant_id", MERCHANT)
     _set_field(form, "status", STATUS)
     b.find(By.ID, "apply").click()
     b.wait(lambda d: f"status={STATUS}" in d.execute_script("return location.search"), "filter")
-    expected = sorted(
-        ref for ref, status in b.server.request_statuses(MERCHANT).items() if status == STATUS
-    )
+    expected = sorted(ref for ref, status in statuses.items() if status == STATUS)
     assert expected, "the fixture holds scheduled requests for the merchant"
     table = b.find(By.ID, "requests-table", "the requests table")
     b.wait(
@@ -441,7 +440,7 @@ def test_requests_filter_by_merchant_and_status_then_export(logged_in: Browser) 
     assert chart.find_elements(By.CSS_SELECTOR, "rect, path, line, circle"), "an empty chart"
     shown = table.find_elements(By.CSS_SELECTOR, "tbody tr")
     assert len(shown) == len(expected), [r.text[:40] for r in shown]
-    others = set(b.server.request_statuses(MERCHANT)) - set(expected)
+    others = set(statuses) - set(expected)
     assert not any(ref in table.text for ref in others)
 
     export = b.find(By.ID, "export-csv", "the CSV export link")

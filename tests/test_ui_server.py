@@ -249,6 +249,7 @@ def test_import_detail_is_its_report_and_errors_csv_lists_every_error(
 
 def test_requests_list_masks_emails_and_matches_the_warehouse(ui_server_each: UiServer) -> None:
     server = ui_server_each
+    expected = server.request_statuses("shop-web")
     response = server.get(
         UI_PREFIX + "/api/requests", user=VIEWER, params={"merchant_id": "shop-web", "limit": 500}
     )
@@ -266,7 +267,7 @@ def test_requests_list_masks_emails_and_matches_the_warehouse(ui_server_each: Ui
         assert "email" not in item and "firstname" not in item and "lastname" not in item
         assert item["status"] in ("scheduled", "due")
     statuses = {i["order_ref"]: i["status"] for i in body["items"]}
-    assert statuses == server.request_statuses("shop-web")
+    assert statuses == expected
 
 
 def test_requests_csv_is_every_matching_row(ui_server_each: UiServer) -> None:
@@ -331,15 +332,16 @@ def test_import_page_links_its_reports(ui_server: UiServer) -> None:
 
 
 def test_requests_page_filters_as_a_form(ui_server: UiServer) -> None:
+    statuses = ui_server.request_statuses("shop-web")
     response = ui_server.get(
         UI_PREFIX + "/requests", user=VIEWER, params={"merchant_id": "shop-web", "status": "due"}
     )
     assert response.status_code == 200
     html = response.text
     assert 'id="requests-table"' in html and 'id="export-csv"' in html
-    due = sorted(ref for ref, s in ui_server.request_statuses("shop-web").items() if s == "due")
+    due = sorted(ref for ref, s in statuses.items() if s == "due")
     assert due and all(ref in html for ref in due)
-    scheduled = [ref for ref, s in ui_server.request_statuses("shop-web").items() if s != "due"]
+    scheduled = [ref for ref, s in statuses.items() if s != "due"]
     assert not any(ref in html for ref in scheduled)
     assert "@example" in html and "***@" in html
 
@@ -391,7 +393,8 @@ def test_an_email_search_leaves_no_address_in_the_server_log(ui_server: UiServer
     deployment)."""
     (email,) = query(
         ui_server.warehouse_url,
-        "SELECT email FROM review_requests WHERE merchant_id = 'shop-web' ORDER BY order_ref LIMIT 1",
+        "SELECT email FROM review_requests WHERE merchant_id = 'shop-web'"
+        " ORDER BY order_ref LIMIT 1",
     )[0]
     before = ui_server.log_path.stat().st_size
 

@@ -41,7 +41,7 @@ from tests.fixtures.api_server import (
     sample_files,
 )
 from tests.fixtures.auth_manager import NO_BACKFILL, OUTSIDER
-from tests.helpers import airflow_conn_json, query, sample_for_yesterday
+from tests.helpers import airflow_conn_json, query, sample_for_yesterday, settled_now
 
 pytestmark = pytest.mark.postgres
 
@@ -441,8 +441,12 @@ def db_requests(ui: Ui, where: str = "TRUE", **params: Any) -> list[tuple]:
     )
 
 
+def scheduled_times(ui: Ui) -> list[dt.datetime]:
+    return [at.astimezone(dt.UTC) for (at,) in ui.db("SELECT scheduled_at FROM review_requests")]
+
+
 def test_requests_masked_with_status_and_utc_times(ui: Ui) -> None:
-    before = dt.datetime.now(dt.UTC)
+    before = settled_now(scheduled_times(ui))
     body = ui.get("/api/requests", limit=500).json()
     rows = db_requests(ui)
 
@@ -477,7 +481,7 @@ def test_requests_filters(ui: Ui) -> None:
     def expect(where: str, **params: Any) -> list[int]:
         return [r[0] for r in db_requests(ui, where, **params)]
 
-    now = dt.datetime.now(dt.UTC)
+    now = settled_now(scheduled_times(ui))
     email = ui.db("SELECT email FROM review_requests WHERE merchant_id = 'shop-products'")[0][0]
     ref = ui.db("SELECT order_ref FROM review_requests WHERE request_type = 'product'")[0][0]
     day = ui.db("SELECT min(scheduled_at) FROM review_requests")[0][0].astimezone(dt.UTC).date()
