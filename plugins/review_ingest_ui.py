@@ -12,7 +12,23 @@ from review_ingest.web.app import create_app
 class ReviewIngestUiPlugin(AirflowPlugin):
     name = "review_ingest_ui"
     fastapi_apps = [{"app": create_app(), "url_prefix": "/review-ingest", "name": "Review ingest"}]
+    # Top-level entries of Airflow's navigation; with a url_route, Airflow shows the page inside
+    # its own layout (at /plugin/<url_route>, in a frame) rather than in a new tab.
     external_views = [
-        {"name": "Review imports", "href": "review-ingest/imports", "destination": "nav"},
-        {"name": "Review requests", "href": "review-ingest/requests", "destination": "nav"},
+        {
+            "name": "Review imports",
+            "href": "review-ingest/imports",
+            "url_route": "review-imports",
+            "destination": "nav",
+            "nav_top_level": True,
+            "icon": "review-ingest/static/imports.svg",
+        },
+        {
+            "name": "Review requests",
+            "href": "review-ingest/requests",
+            "url_route": "review-requests",
+            "destination": "nav",
+            "nav_top_level": True,
+            "icon": "review-ingest/static/requests.svg",
+        },
     ]
