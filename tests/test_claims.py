@@ -17,7 +17,7 @@ from review_ingest import claims, runs, settings
 from review_ingest.runs import BackfillRequest
 from tests.fixtures import pipeline_child
 from tests.fixtures.ingest_checks import (
-    claim_folders,
+    claim_entries,
     configure,
     imports_of,
     leftovers,
@@ -113,7 +113,7 @@ def test_a_claim_from_another_machine_holds_until_its_lease_ends(data):
     (result,) = runs.ingest_uploads(batch, settings.warehouse_url())
 
     assert (result["status"], result["import_id"]) == ("loaded", mine.import_id)
-    assert leftovers(data) == [] and claim_folders(data) == ["claims/acme"]
+    assert leftovers(data) == [] and claim_entries(data) == []
 
 
 def test_a_released_claim_goes_back_to_uploads_when_nothing_was_committed(data, monkeypatch):
@@ -130,7 +130,7 @@ def test_a_released_claim_goes_back_to_uploads_when_nothing_was_committed(data, 
         runs.ingest_uploads(runs.plan_upload_batches()[0], settings.warehouse_url())
 
     assert (uploads(data) / "orders.csv").is_file()
-    assert claim_folders(data) == ["claims/acme"]
+    assert claim_entries(data) == []
     assert query(settings.warehouse_url(), "SELECT count(*) FROM imports")[0][0] == 0
 
 
