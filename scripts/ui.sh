@@ -144,7 +144,7 @@ cat <<EOF
 
   Review UI:  $base/review-ingest/imports
   Requests:   $base/review-ingest/requests
-  Airflow:    $base/   (its left menu's "Plugins" holds "Review imports" and "Review requests")
+  Airflow:    $base/   ("Review imports" and "Review requests" are in its left menu)
 
   Each sends you to Airflow's login page first. Log in with
       user:      $user
