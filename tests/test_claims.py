@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from review_ingest import claims, runs, settings
+from review_ingest.errors import UsageError
 from review_ingest.runs import BackfillRequest
 from tests.fixtures import pipeline_child
 from tests.fixtures.ingest_checks import (
@@ -209,3 +210,13 @@ def test_a_backfill_skips_without_failing_a_file_another_run_holds(data):
     assert (result["status"], result["import_id"]) == ("skipped", held.import_id)
     assert held.path.is_file()
     assert query(settings.warehouse_url(), "SELECT count(*) FROM imports")[0][0] == 0
+
+
+def test_a_backfill_refuses_a_name_that_is_not_a_regular_file(data):
+    (uploads(data) / "q3.csv").mkdir(parents=True)
+
+    with pytest.raises(UsageError, match="not a regular file"):
+        runs.backfill_upload(
+            BackfillRequest("acme", "q3.csv", "upload", dry_run=False), settings.warehouse_url()
+        )
+    assert (uploads(data) / "q3.csv").is_dir() and claims.all_claims(data) == []

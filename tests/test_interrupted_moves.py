@@ -14,6 +14,7 @@ there through a test hook (``tests/fixtures/pipeline_child.py``: ``after_commit`
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 
@@ -70,6 +71,22 @@ def test_an_upload_run_killed_between_commit_and_move_is_finished_by_the_next_ru
     assert assert_loaded_once(warehouse_url, data, "acme", "orders.csv", content, ORDERS) == (
         committed
     )
+
+
+def test_a_move_killed_between_its_link_and_its_unlink_leaves_one_copy(tmp_path):
+    """``move_after`` links the file into processed/, then unlinks it: killed in between, the
+    file is in both places, and finishing the move must not make a second copy."""
+    from review_ingest import folders
+
+    source = drop(tmp_path / "claims" / "acme" / "c1", "orders.csv", b"bytes")
+    (tmp_path / "processed" / "acme").mkdir(parents=True)
+    os.link(source, tmp_path / "processed" / "acme" / "orders.csv")
+
+    moved = folders.move_after(source, tmp_path, "acme", "loaded", "imp-1")
+
+    assert moved == tmp_path / "processed" / "acme" / "orders.csv"
+    assert not source.exists()
+    assert [p.name for p in (tmp_path / "processed").rglob("*") if p.is_file()] == ["orders.csv"]
 
 
 def test_the_same_bytes_sent_again_later_are_recorded_as_already_imported(

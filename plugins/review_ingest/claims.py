@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from functools import cache
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from review_ingest import settings
+from review_ingest.errors import UsageError
 from review_ingest.folders import safe_name
 
 log = logging.getLogger(__name__)
@@ -288,6 +290,9 @@ def claim_upload(
     from review_ingest.folders import upload_path
 
     path = upload_path(data_dir, merchant_id, name)
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISREG(os.lstat(path).st_mode):  # a folder or a link is not an order file
+            raise UsageError(f"merchant {merchant_id!r}: {name!r} is not a regular file")
     new = claim(path, data_dir, merchant_id, origin="upload", source=source, send_now=send_now)
     if new is not None:
         return new
