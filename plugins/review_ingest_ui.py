@@ -6,12 +6,19 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from review_ingest.web.app import create_app
+from review_ingest.web.lazy import BuiltOnFirstUse
 
 
 class ReviewIngestUiPlugin(AirflowPlugin):
     name = "review_ingest_ui"
-    fastapi_apps = [{"app": create_app(), "url_prefix": "/review-ingest", "name": "Review ingest"}]
+    # Built on the first request: Airflow loads plugins in task processes too (see web/lazy.py).
+    fastapi_apps = [
+        {
+            "app": BuiltOnFirstUse("review_ingest.web.app:create_app"),
+            "url_prefix": "/review-ingest",
+            "name": "Review ingest",
+        }
+    ]
     # Top-level entries of Airflow's navigation; with a url_route, Airflow shows the page inside
     # its own layout (at /plugin/<url_route>, in a frame) rather than in a new tab.
     external_views = [
