@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "plugins")]
 
 from tests.fixtures import api_server  # noqa: E402  (needs the repository on sys.path)
+from tests.fixtures.postgres import new_database  # noqa: E402
 
 PG_SERVER = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TARGET_MS = 300.0
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="bench_ui_"))
     try:
-        with api_server.pg_database(PG_SERVER) as warehouse_url:
+        with new_database(PG_SERVER, "bench_ui") as warehouse_url:
             server, made = start_server(root, warehouse_url, args)
             try:
                 results = measure(server, made, args.repeat)
@@ -138,35 +139,7 @@ def start_server(
         f"{time.monotonic() - t:.0f} s",
         file=sys.stderr,
     )
-    home = root / "airflow-home"
-    home.mkdir()
-    passwords_file = home / "passwords.json"
-    passwords = api_server.write_passwords(passwords_file, api_server.USERS)
-    port = api_server.free_port()
-    env = api_server.server_env(
-        home=home,
-        port=port,
-        data_dir=data_dir,
-        merchants_file=merchants_file,
-        warehouse_url=warehouse_url,
-        passwords_file=passwords_file,
-        users=api_server.USERS,
-    )
-    api_server.migrate_metadata(home, env)
-    server = api_server.UiServer(
-        backend="postgres",
-        base_url=f"http://{api_server.HOST}:{port}",
-        port=port,
-        root=root,
-        home=home,
-        data_dir=data_dir,
-        merchants_file=merchants_file,
-        warehouse_url=warehouse_url,
-        passwords=passwords,
-        imports=made,
-        log_path=home / "api-server.log",
-        env=env,
-    )
+    server = api_server.new_server(root, "postgres", warehouse_url, data_dir, merchants_file, made)
     server.start()
     return server, made
 

@@ -37,10 +37,10 @@ from tests.fixtures.api_server import (
     MERCHANTS,
     ImportMade,
     build_data,
-    pg_database,
     sample_files,
 )
 from tests.fixtures.auth_manager import NO_BACKFILL, OUTSIDER
+from tests.fixtures.postgres import new_database
 from tests.helpers import airflow_conn_json, query, sample_for_yesterday, settled_now
 
 pytestmark = pytest.mark.postgres
@@ -153,7 +153,10 @@ def ui(
     from fastapi.testclient import TestClient
 
     root = tmp_path_factory.mktemp("web-api")
-    with pg_database(pg_server_url) as warehouse_url, pytest.MonkeyPatch.context() as env:
+    with (
+        new_database(pg_server_url, "review_ui_test") as warehouse_url,
+        pytest.MonkeyPatch.context() as env,
+    ):
         data_dir, merchants_file, made = build_data(root, warehouse_url)
         made |= extra_imports(data_dir, merchants_file, warehouse_url)
         passwords = {user: f"password-of-{user}" for user in USERS}
