@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from review_ingest.merchants import ConfigError, load_merchants, read_merchants
+from review_ingest.errors import ConfigError
+from review_ingest.merchants import load_merchants, read_merchants
 
 
 def write(tmp_path, text: str):

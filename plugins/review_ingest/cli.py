@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from review_ingest import report, settings
-from review_ingest.errors import UsageError
-from review_ingest.merchants import ConfigError, read_merchants
+from review_ingest.errors import ConfigError, UsageError
+from review_ingest.merchants import read_merchants
 from review_ingest.records import SOURCES, Outcome
 from review_ingest.templates import TEMPLATES
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from review_ingest import claims, folders, settings
-from review_ingest.errors import UsageError
-from review_ingest.merchants import ConfigError, Merchant, read_merchants
+from review_ingest.errors import ConfigError, UsageError
+from review_ingest.merchants import Merchant, read_merchants
 from review_ingest.records import Outcome
 
 if TYPE_CHECKING:

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from review_ingest import claims, folders, report, settings, sftp
-from review_ingest.errors import UsageError
-from review_ingest.merchants import ConfigError, Merchant, read_merchants
+from review_ingest.errors import ConfigError, UsageError
+from review_ingest.merchants import Merchant, read_merchants
 from review_ingest.records import Outcome
 from review_ingest.runs import BackfillRequest, BatchFailed, each_file, process_claim, summary
 
