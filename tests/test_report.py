@@ -21,6 +21,7 @@ from review_ingest.records import (
 )
 from tests.helpers import sample_for_yesterday
 
+#: The example of contract section 5, with the key section 11 adds.
 CONTRACT_EXAMPLE = json.loads(
     """{
   "import_id": "x", "merchant_id": "acme", "source": "upload",
@@ -28,6 +29,7 @@ CONTRACT_EXAMPLE = json.loads(
   "status": "loaded",
   "rejection": null,
   "total_rows": 1000, "valid_rows": 990, "error_rows": 6, "duplicate_rows": 4,
+  "suppressed_rows": 0,
   "requests": {"brand": 420, "product": 990, "due_now": 12},
   "errors": [{"line": 17, "column": "email", "code": "invalid_email", "message": "x"}],
   "duplicates": [{"line": 40, "duplicate_of_line": 12}],

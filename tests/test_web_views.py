@@ -35,6 +35,12 @@ def test_status_is_due_from_the_scheduled_moment_on() -> None:
     assert views.request_status(NOW, NOW) == "due"
 
 
+def test_a_request_withdrawn_by_an_opt_out_stays_withdrawn() -> None:
+    assert views.request_status(NOW + dt.timedelta(days=1), NOW, "suppressed") == "withdrawn"
+    assert views.request_status(NOW - dt.timedelta(days=1), NOW, "suppressed") == "withdrawn"
+    assert views.request_status(NOW + dt.timedelta(days=1), NOW, "scheduled") == "scheduled"
+
+
 @pytest.mark.parametrize(
     ("data_docs", "href"),
     [
@@ -162,6 +168,7 @@ def test_csv_lines_mask_emails_and_defuse_formulas() -> None:
         "email": "jane.doe@example.com",
         "language": None,
         "scheduled_at": dt.datetime(2026, 3, 12, 23, tzinfo=dt.UTC),
+        "status": "scheduled",
     }
     lines = list(csv_export.request_lines([[row], [row | {"request_id": 8}]], NOW))
 

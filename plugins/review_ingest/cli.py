@@ -8,12 +8,16 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from review_ingest import report, settings
 from review_ingest.errors import ConfigError, UsageError
 from review_ingest.merchants import read_merchants
 from review_ingest.records import SOURCES, Outcome
 from review_ingest.templates import TEMPLATES
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,10 +36,27 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--source", choices=SOURCES, default="upload")
     imp.add_argument("--json", action="store_true", help="print only the JSON report")
     sub.add_parser("migrate", help="create or upgrade the warehouse schema (Alembic)")
+    purge = sub.add_parser("purge", help="remove personal data past retention (section 11)")
+    purge.add_argument("--dry-run", action="store_true", help="count, change nothing")
+    purge.add_argument("--json", action="store_true", help="print the counts as JSON")
+    erase = sub.add_parser("erase", help="erase a person's data (their request)")
+    _person_arguments(erase)
+    erase.add_argument("--dry-run", action="store_true", help="count, change nothing")
+    for name, text in (
+        ("suppress", "a person asked not to be contacted: no request for them from now on"),
+        ("unsuppress", "take a person off the opt-out list"),
+    ):
+        _person_arguments(sub.add_parser(name, help=text))
     imports = sub.add_parser("imports", help="list the latest files seen, with their reports")
     imports.add_argument("--merchant", help="only this merchant's files")
     imports.add_argument("--limit", type=int, default=20)
     return parser
+
+
+def _person_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--email", required=True, help="the person's address (never printed)")
+    parser.add_argument("--merchant", help="only this merchant (default: every merchant)")
+    parser.add_argument("--json", action="store_true", help="print the counts as JSON")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             return _import(args)
         if args.command == "imports":
             return _imports(args)
+        if args.command in PERSONAL_DATA_COMMANDS:
+            return _personal_data(args)
         return _migrate()
     except (UsageError, ConfigError) as exc:
         print(f"review-ingest: {exc}", file=sys.stderr)
@@ -104,6 +127,56 @@ def _import(args: argparse.Namespace) -> int:
     ingest.finish()
     reports = settings.data_dir() / "reports" / args.merchant / outcome.record.import_id
     return _finish(outcome, args.json, reports=reports)
+
+
+PERSONAL_DATA_COMMANDS = ("purge", "erase", "suppress", "unsuppress")
+
+
+def _personal_data(args: argparse.Namespace) -> int:
+    """Contract section 11: counts on standard output, never an address; 0 when done, 1 when a
+    part of a purge failed (named on standard error), 2 for a usage error."""
+    from review_ingest import addresses, erasure, retention, suppressions
+
+    now = dt.datetime.now(dt.UTC)
+    if args.command == "purge":
+        days = settings.retention_days()
+        merchants = read_merchants(settings.merchants_file()).merchants
+        engine = _engine()
+        result = retention.purge(
+            engine, settings.data_dir(), merchants, now, days, dry_run=args.dry_run
+        )
+        for part, why in result.failures.items():
+            print(f"review-ingest: purge: {part}: {why}", file=sys.stderr)
+        return _print_counts(result.as_dict(), args.json, 1 if result.failures else 0)
+    address = addresses.parse(args.email)
+    merchant_id = addresses.parse_merchant_id(args.merchant)
+    engine = _engine()
+    if args.command == "erase":
+        done = erasure.erase(
+            engine, settings.data_dir(), address, merchant_id, now, dry_run=args.dry_run
+        )
+    elif args.command == "suppress":
+        done = suppressions.suppress(engine, address, merchant_id, now)
+    else:
+        done = suppressions.unsuppress(engine, address, merchant_id)
+    return _print_counts(done.as_dict(), args.json, 0)
+
+
+def _engine() -> Engine:
+    """The configured warehouse, migrated."""
+    from review_ingest import warehouse
+
+    engine = warehouse.engine_for(settings.warehouse_url())
+    warehouse.migrate(engine)
+    return engine
+
+
+def _print_counts(counts: dict[str, Any], as_json: bool, status: int) -> int:
+    if as_json:
+        print(json.dumps(counts))
+    else:
+        print(", ".join(f"{key}: {value}" for key, value in counts.items()))
+    return status
 
 
 def _migrate() -> int:

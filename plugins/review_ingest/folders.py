@@ -10,12 +10,15 @@ import errno
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from review_ingest.errors import UsageError
 
 _PARTIAL_SUFFIXES = (".tmp", ".part", ".filepart")
+#: Where processed order files are kept (until their retention ends, contract section 11).
+STORED_KINDS = ("processed", "rejected")
 
 
 @dataclass(frozen=True)
@@ -95,3 +98,25 @@ def _move_no_overwrite(source: Path, target: Path) -> bool:
         shutil.copy2(source, target)
     source.unlink()
     return True
+
+
+def stored_files(data_dir: Path, merchant_id: str | None = None) -> Iterator[tuple[str, Path]]:
+    """``(merchant_id, path)`` of every order file kept in ``processed/`` and ``rejected/``,
+    sub-folders included, for one merchant or all (unknown merchants' folders too).
+
+    Symbolic links are neither followed nor listed: nothing outside the data folder is touched.
+    """
+    for kind in STORED_KINDS:
+        root = data_dir / kind
+        if not root.is_dir():
+            continue
+        for folder in sorted(root.iterdir()):
+            if folder.is_symlink() or not folder.is_dir():
+                continue
+            if merchant_id is not None and folder.name != merchant_id:
+                continue
+            for parent, _dirs, names in os.walk(folder):
+                for name in sorted(names):
+                    path = Path(parent) / name
+                    if path.is_file() and not path.is_symlink():
+                        yield folder.name, path

@@ -1,4 +1,5 @@
-"""The warehouse tables of contract section 4: ``imports``, ``review_requests``, ``import_errors``.
+"""The warehouse tables: ``imports``, ``review_requests``, ``import_errors`` (contract section 4)
+and the personal-data tables ``suppressions`` and ``erasures`` (section 11).
 
 The migrations in ``migrations/versions/`` create exactly these tables; a test compares them.
 """
@@ -67,6 +68,10 @@ def to_utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
+#: ``review_requests.status`` of a request withdrawn because its customer opted out (section 11).
+WITHDRAWN_STATUS = "suppressed"
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -92,6 +97,8 @@ class ImportRow(Base):
     duplicate_rows: Mapped[int] = mapped_column(default=0, server_default="0")
     brand_requests: Mapped[int] = mapped_column(default=0, server_default="0")
     product_requests: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Valid rows of an opted-out address (section 11): counted as valid, no request made.
+    suppressed_rows: Mapped[int] = mapped_column(default=0, server_default="0")
     received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     processed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
@@ -123,9 +130,10 @@ class ReviewRequestRow(Base):
     request_type: Mapped[str] = mapped_column(String(16))
     order_ref: Mapped[str] = mapped_column(String(64))
     id_product: Mapped[str | None] = mapped_column(String(64))
-    email: Mapped[str] = mapped_column(String(254))
-    firstname: Mapped[str] = mapped_column(String(100))
-    lastname: Mapped[str] = mapped_column(String(100))
+    # Personal data: null once past retention or erased (contract section 11).
+    email: Mapped[str | None] = mapped_column(String(254))
+    firstname: Mapped[str | None] = mapped_column(String(100))
+    lastname: Mapped[str | None] = mapped_column(String(100))
     language: Mapped[str | None] = mapped_column(String(2))
     shop_id: Mapped[str | None] = mapped_column(String(64))
     order_date: Mapped[dt.date] = mapped_column(Date)
@@ -179,3 +187,41 @@ class ImportErrorRow(Base):
     column_name: Mapped[str | None] = mapped_column(String(64))
     code: Mapped[str] = mapped_column(String(40))
     message: Mapped[str] = mapped_column(Text)
+
+
+class SuppressionRow(Base):
+    """A person who asked not to be contacted: the SHA-256 of their address, never the address.
+
+    ``merchant_id`` null means every merchant. One entry per (address, merchant): the unique
+    index coalesces the null, which would otherwise never collide.
+    """
+
+    __tablename__ = "suppressions"
+
+    suppression_id: Mapped[int] = mapped_column(ID_TYPE, Identity(), primary_key=True)
+    email_sha256: Mapped[str] = mapped_column(String(64))
+    merchant_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        Index(
+            "uq_suppressions_email_sha256",
+            "email_sha256",
+            func.coalesce(merchant_id, ""),
+            unique=True,
+        ),
+    )
+
+
+class ErasureRow(Base):
+    """One erasure of a person's data: when, where and how much; no address, not even hashed."""
+
+    __tablename__ = "erasures"
+
+    erasure_id: Mapped[int] = mapped_column(ID_TYPE, Identity(), primary_key=True)
+    erased_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    # None: every merchant.
+    merchant_id: Mapped[str | None] = mapped_column(String(64))
+    requests_deleted: Mapped[int] = mapped_column(default=0, server_default="0")
+    requests_anonymised: Mapped[int] = mapped_column(default=0, server_default="0")
+    files_deleted: Mapped[int] = mapped_column(default=0, server_default="0")

@@ -10,14 +10,15 @@ import datetime as dt
 import hashlib
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from review_ingest import data_docs, orders, report, scheduling
+from review_ingest import addresses, data_docs, orders, report, scheduling
 from review_ingest.merchants import Merchant, default_merchant
 from review_ingest.reading import FileRejected, read_file
-from review_ingest.records import ExistingProof, ImportRecord, Outcome, Rejection
+from review_ingest.records import ExistingProof, ImportRecord, Outcome, Record, Rejection
 from review_ingest.templates import TEMPLATES
 
 if TYPE_CHECKING:
@@ -184,7 +185,9 @@ class Ingest:
         if earlier is not None:
             record.status = "already_imported"
             return Outcome(record=record, suite=merchant.template, earlier_import_id=earlier)
-        outcome = self._evaluate(data, record, merchant, send_now=send_now)
+        outcome = self._evaluate(
+            data, record, merchant, send_now=send_now, suppressed=self._suppressed(merchant)
+        )
         if outcome.rejection is None:
             outcome.rejection = self._existing_proofs(outcome, merchant)
         if outcome.rejection is not None:
@@ -212,6 +215,15 @@ class Ingest:
             outcome.errors = []
             outcome.duplicates = []
 
+    def _suppressed(self, merchant: Merchant) -> Callable[[set[str]], set[str]]:
+        """Which of a file's address hashes opted out, for this merchant or for all."""
+        from review_ingest import suppressions
+
+        def lookup(hashes: set[str]) -> set[str]:
+            return suppressions.suppressed_hashes(self.engine, merchant.merchant_id, hashes)
+
+        return lookup
+
     def _existing_proofs(self, outcome: Outcome, merchant: Merchant) -> Rejection | None:
         from review_ingest import warehouse
 
@@ -238,8 +250,13 @@ class Ingest:
         merchant: Merchant | None = None,
         *,
         send_now: bool = False,
+        suppressed: Callable[[set[str]], set[str]] | None = None,
     ) -> Outcome:
-        """Sections 1 to 4 without the warehouse: rejection, row errors, duplicates, requests."""
+        """Sections 1 to 4 without the warehouse: rejection, row errors, duplicates, requests.
+
+        ``suppressed`` gives which address hashes opted out (section 11): their valid rows stay
+        valid, counted in ``suppressed_rows``, and get no request. None (``check``): nobody.
+        """
         merchant = merchant or default_merchant(record.template or "")
         template = TEMPLATES[merchant.template]
         outcome = Outcome(record=record, suite=template.id)
@@ -262,7 +279,8 @@ class Ingest:
         rows = orders.sort_rows(
             parsed.records, checked.errors + parsed.field_count_errors, template, merchant.tz
         )
-        requests, due_now = scheduling.build_requests(rows.valid, template, merchant, now, send_now)
+        wanted = _without_suppressed(rows.valid, suppressed) if suppressed else rows.valid
+        requests, due_now = scheduling.build_requests(wanted, template, merchant, now, send_now)
         outcome.errors = rows.errors
         outcome.duplicates = rows.duplicates
         outcome.requests = requests
@@ -275,6 +293,7 @@ class Ingest:
         record.valid_rows = len(rows.valid)
         record.error_rows = len({e.line for e in rows.errors})
         record.duplicate_rows = len(rows.duplicates)
+        record.suppressed_rows = len(rows.valid) - len(wanted)
         record.brand_requests = sum(r.request_type == "brand" for r in requests)
         record.product_requests = len(requests) - record.brand_requests
         return outcome
@@ -289,6 +308,17 @@ class Ingest:
         if self._pending_docs and self.data_docs:
             self.validation.build_docs(self._pending_docs)
         self._pending_docs = []
+
+
+def _without_suppressed(
+    valid: list[Record], suppressed: Callable[[set[str]], set[str]]
+) -> list[Record]:
+    """The valid rows whose address did not opt out."""
+    hashes = {record.line: addresses.address_hash(record.values["email"]) for record in valid}
+    opted_out = suppressed(set(hashes.values()))
+    if not opted_out:
+        return valid
+    return [record for record in valid if hashes[record.line] not in opted_out]
 
 
 def _reject(outcome: Outcome, rejection: Rejection) -> None:

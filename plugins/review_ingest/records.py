@@ -91,6 +91,8 @@ class ImportRecord:
     duplicate_rows: int = 0
     brand_requests: int = 0
     product_requests: int = 0
+    #: Valid rows of an address that opted out: counted in ``valid_rows``, no request made.
+    suppressed_rows: int = 0
 
 
 @dataclass

@@ -42,6 +42,7 @@ def to_dict(outcome: Outcome) -> dict[str, Any]:
         "valid_rows": rec.valid_rows,
         "error_rows": rec.error_rows,
         "duplicate_rows": rec.duplicate_rows,
+        "suppressed_rows": rec.suppressed_rows,
         "requests": {
             "brand": rec.brand_requests,
             "product": rec.product_requests,
@@ -143,6 +144,7 @@ th{{background:#f3f3f3}} .status{{font-size:1.2rem;padding:.6rem;border-radius:4
 <tr><th>Valid rows</th><td>{r["valid_rows"]}</td></tr>
 <tr><th>Rows with errors</th><td>{r["error_rows"]}</td></tr>
 <tr><th>Duplicate rows</th><td>{r["duplicate_rows"]}</td></tr>
+<tr><th>Valid rows of customers who opted out (no request)</th><td>{r["suppressed_rows"]}</td></tr>
 <tr><th>Brand review requests</th><td>{r["requests"]["brand"]}</td></tr>
 <tr><th>Product review requests</th><td>{r["requests"]["product"]}</td></tr>
 <tr><th>Of which due now</th><td>{r["requests"]["due_now"]}</td></tr>

@@ -52,3 +52,23 @@ DEFAULT_CLAIM_LEASE_SECONDS = 1800
 
 def claim_lease_seconds() -> float:
     return float(os.environ.get("REVIEW_INGEST_CLAIM_LEASE_SECONDS", DEFAULT_CLAIM_LEASE_SECONDS))
+
+
+#: Personal data is kept this many days (contract section 11).
+DEFAULT_RETENTION_DAYS = 365
+
+
+def retention_days() -> int:
+    """``$REVIEW_INGEST_RETENTION_DAYS``: a whole number of days, at least 1."""
+    from review_ingest.errors import ConfigError
+
+    text = os.environ.get("REVIEW_INGEST_RETENTION_DAYS") or str(DEFAULT_RETENTION_DAYS)
+    try:
+        days = int(text)
+    except ValueError:
+        days = 0
+    if days < 1:
+        raise ConfigError(
+            f"REVIEW_INGEST_RETENTION_DAYS must be a whole number of days, at least 1, not {text!r}"
+        )
+    return days

@@ -34,7 +34,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from review_ingest.models import ImportRow, ReviewRequestRow
+from review_ingest.models import WITHDRAWN_STATUS, ImportRow, ReviewRequestRow
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -50,7 +50,8 @@ EXPORT_CHUNK = 2_000
 
 ImportStatus = Literal["loaded", "rejected", "already_imported"]
 ImportSource = Literal["upload", "sftp", "backfill"]
-RequestStatus = Literal["scheduled", "due"]
+RequestStatus = Literal["scheduled", "due", "withdrawn"]
+WITHDRAWN = WITHDRAWN_STATUS
 RequestType = Literal["brand", "product"]
 
 _IMPORT_ORDER = (ImportRow.processed_at.desc(), ImportRow.import_id.desc())
@@ -66,6 +67,7 @@ REQUEST_COLUMNS = (
     ReviewRequestRow.email,
     ReviewRequestRow.language,
     ReviewRequestRow.scheduled_at,
+    ReviewRequestRow.status,
 )
 
 
@@ -213,15 +215,18 @@ def get_import(engine: Engine, import_id: str) -> RowMapping | None:
 
 
 def request_conditions(filters: RequestFilters, now: dt.datetime) -> list[ColumnElement[bool]]:
-    """The filters of ``/api/requests``; ``status`` compares ``scheduled_at`` with ``now``."""
+    """The filters of ``/api/requests``; ``status`` compares ``scheduled_at`` with ``now``,
+    except ``withdrawn`` (the customer opted out: nothing will be sent)."""
     r = ReviewRequestRow
     conditions: list[ColumnElement[bool]] = []
     if filters.merchant_id is not None:
         conditions.append(r.merchant_id == filters.merchant_id)
     if filters.status == "scheduled":
-        conditions.append(r.scheduled_at > now)
+        conditions += [r.scheduled_at > now, r.status != WITHDRAWN]
     elif filters.status == "due":
-        conditions.append(r.scheduled_at <= now)
+        conditions += [r.scheduled_at <= now, r.status != WITHDRAWN]
+    elif filters.status == "withdrawn":
+        conditions.append(r.status == WITHDRAWN)
     if filters.request_type is not None:
         conditions.append(r.request_type == filters.request_type)
     if filters.order_ref is not None:

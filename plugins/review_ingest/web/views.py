@@ -36,8 +36,13 @@ def mask_email(email: str | None) -> str | None:
     return f"{local[:1]}***@{domain}"
 
 
-def request_status(scheduled_at: dt.datetime, now: dt.datetime) -> queries.RequestStatus:
-    """``scheduled`` while ``scheduled_at`` is in the future, ``due`` once it is past."""
+def request_status(
+    scheduled_at: dt.datetime, now: dt.datetime, stored: str = "scheduled"
+) -> queries.RequestStatus:
+    """``scheduled`` while ``scheduled_at`` is in the future, ``due`` once it is past;
+    ``withdrawn`` when its customer opted out before it was due (``stored`` is the table's)."""
+    if stored == queries.WITHDRAWN:
+        return "withdrawn"
     return "scheduled" if scheduled_at > now else "due"
 
 
@@ -57,6 +62,9 @@ class ImportItem(BaseModel):
     valid_rows: int
     error_rows: int
     duplicate_rows: int
+    suppressed_rows: int = Field(
+        description="valid rows of customers who opted out: counted in valid_rows, no request"
+    )
     brand_requests: int
     product_requests: int
     received_at: dt.datetime
@@ -78,7 +86,8 @@ class RequestItem(BaseModel):
     language: str | None
     scheduled_at: dt.datetime = Field(description="ISO 8601, UTC")
     status: queries.RequestStatus = Field(
-        description="`scheduled` while `scheduled_at` is in the future, `due` once it is past"
+        description="`scheduled` while `scheduled_at` is in the future, `due` once it is past, "
+        "`withdrawn` when the customer opted out before it was due (nothing is sent)"
     )
 
 
@@ -133,6 +142,8 @@ class Report(BaseModel):
     valid_rows: int
     error_rows: int
     duplicate_rows: int
+    #: Reports written before opt-out existed (contract section 11) have no such key.
+    suppressed_rows: int = 0
     requests: RequestCounts
     errors: list[dict[str, Any]]
     duplicates: list[dict[str, Any]]
@@ -160,7 +171,7 @@ def request_item(row: Mapping[str, Any], now: dt.datetime) -> RequestItem:
         email_masked=mask_email(row["email"]),
         language=row["language"],
         scheduled_at=row["scheduled_at"],
-        status=request_status(row["scheduled_at"], now),
+        status=request_status(row["scheduled_at"], now, row["status"]),
     )
 
 

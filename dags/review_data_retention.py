@@ -1,0 +1,92 @@
+"""
+### review_data_retention
+
+Daily at 03:00 UTC, personal data older than `REVIEW_INGEST_RETENTION_DAYS` (default 365)
+goes (contract section 11):
+
+- **start** fixes the run's cutoff (a wrong setting fails here, at once).
+- **purge_requests**: `email`, `firstname` and `lastname` of requests scheduled before the
+  cutoff become null, in batches of one transaction each (an interrupted run is run again); the
+  rows and their `order_ref` stay, so existing proofs are still recognised.
+- **purge_files**: order files under `<data>/processed/` and `<data>/rejected/` last modified
+  before the cutoff are deleted, every merchant's folder tried.
+- **purge_sftp** runs once per SFTP merchant (mapped): the order files of `orders/processed/`
+  and `orders/rejected/` on its server; one merchant's failure never stops the others.
+- **summarize** logs the totals and fails, once the others are done, naming what failed.
+
+`imports`, `import_errors` and the reports stay: they hold no e-mail or name.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import dag, task
+
+from review_ingest.errors import retry_policy
+from review_ingest.settings import retry_delay
+
+
+@dag(
+    schedule="0 3 * * *",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["review-ingest", "personal-data"],
+    default_args={
+        "owner": "data-eng",
+        "retries": 2,
+        "retry_delay": retry_delay(),
+        "retry_policy": retry_policy(),
+    },
+    doc_md=__doc__,
+)
+def review_data_retention():
+    @task
+    def start() -> str:
+        from review_ingest import retention
+
+        return retention.start()
+
+    @task
+    def purge_requests(before: str) -> int:
+        from review_ingest import retention
+        from review_ingest.connections import warehouse_url_in_airflow
+
+        return retention.requests_task(before, warehouse_url_in_airflow())
+
+    @task
+    def purge_files(before: str) -> dict:
+        from review_ingest import retention
+
+        return retention.files_task(before)
+
+    @task
+    def list_sftp_merchants() -> list[str]:
+        from review_ingest import sftp_pickup
+
+        return sftp_pickup.sftp_merchants()
+
+    @task(max_active_tis_per_dagrun=8)
+    def purge_sftp(merchant_id: str, before: str) -> int:
+        from review_ingest import retention
+
+        return retention.sftp_task(merchant_id, before)
+
+    @task(trigger_rule="all_done", retries=0)  # it reports; a retry changes nothing
+    def summarize(before: str, requests, files, merchant_ids: list[str], sftp_deleted) -> dict:
+        from review_ingest import retention
+
+        return retention.summary(before, requests, files, list(merchant_ids), list(sftp_deleted))
+
+    before = start()
+    merchants = list_sftp_merchants()
+    summarize(
+        before,
+        purge_requests(before),
+        purge_files(before),
+        merchants,
+        purge_sftp.partial(before=before).expand(merchant_id=merchants),
+    )
+
+
+review_data_retention()
