@@ -9,7 +9,7 @@ import pytest
 
 from tests.fixtures.airflow import REPO
 
-DAG_IDS = ("orders_upload_ingest", "orders_backfill", "orders_sftp_ingest")
+DAG_IDS = ("orders_upload_ingest", "orders_backfill", "orders_sftp_ingest", "review_data_retention")
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +62,8 @@ def test_schedules_follow_the_contract(bag):
     assert bag.dags["orders_sftp_ingest"].schedule == "0 2 * * *"
     assert str(bag.dags["orders_sftp_ingest"].timetable.timezone) == "UTC"
     assert bag.dags["orders_backfill"].schedule is None
+    assert bag.dags["review_data_retention"].schedule == "0 3 * * *"
+    assert str(bag.dags["review_data_retention"].timetable.timezone) == "UTC"
 
 
 def test_backfill_params_form(bag):

@@ -73,24 +73,30 @@ def purge_requests(
             query = select(func.count()).select_from(ReviewRequestRow)
             return connection.scalar(query.where(*_personal_before(before))) or 0
     done, last = 0, -1
-    while True:
-        with engine.begin() as connection:
-            ids = connection.scalars(
+    while ids := _anonymise_batch(engine, before, last, batch_rows):
+        done, last = done + len(ids), ids[-1]
+        log.info("retention: %d request(s) anonymised so far", done)
+    return done
+
+
+def _anonymise_batch(engine: Engine, before: dt.datetime, after_id: int, rows: int) -> list[int]:
+    """One transaction: the next ``rows`` requests to anonymise after ``after_id``; their ids."""
+    with engine.begin() as connection:
+        ids = list(
+            connection.scalars(
                 select(ReviewRequestRow.request_id)
-                .where(*_personal_before(before), ReviewRequestRow.request_id > last)
+                .where(*_personal_before(before), ReviewRequestRow.request_id > after_id)
                 .order_by(ReviewRequestRow.request_id)
-                .limit(batch_rows)
-            ).all()
-            if not ids:
-                break
+                .limit(rows)
+            )
+        )
+        if ids:
             connection.execute(
                 update(ReviewRequestRow)
                 .where(ReviewRequestRow.request_id.in_(ids))
                 .values(email=None, firstname=None, lastname=None)
             )
-        done, last = done + len(ids), ids[-1]
-        log.info("retention: %d request(s) anonymised so far", done)
-    return done
+    return ids
 
 
 def _personal_before(before: dt.datetime) -> tuple[ColumnElement[bool], ...]:
