@@ -552,3 +552,11 @@ def test_stored_files_lists_both_folders_and_never_follows_a_link(tmp_path):
         ("beta", "rejected/beta/b.csv"),
     ]
     assert [m for m, _ in folders.stored_files(data, "beta")] == ["beta"]
+
+
+def test_the_dag_summary_names_every_part_that_did_not_purge():
+    done = retention.summary("2026-01-01T00:00:00+00:00", 4, {"acme": 2}, ["s1", "s2"], [3, 1])
+    assert done["failed"] == [] and done["files_deleted"] == 2
+    assert done["sftp_files_deleted"] == {"s1": 3, "s2": 1}
+    with pytest.raises(retention.PurgeFailed, match=r"warehouse, sftp/s2 failed"):
+        retention.summary("2026-01-01T00:00:00+00:00", None, {}, ["s1", "s2"], [3, None])

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -142,9 +145,10 @@ def _personal_data(args: argparse.Namespace) -> int:
         days = settings.retention_days()
         merchants = read_merchants(settings.merchants_file()).merchants
         engine = _engine()
-        result = retention.purge(
-            engine, settings.data_dir(), merchants, now, days, dry_run=args.dry_run
-        )
+        with _stdout_to_stderr():  # Airflow's SFTP hook logs to standard output
+            result = retention.purge(
+                engine, settings.data_dir(), merchants, now, days, dry_run=args.dry_run
+            )
         for part, why in result.failures.items():
             print(f"review-ingest: purge: {part}: {why}", file=sys.stderr)
         return _print_counts(result.as_dict(), args.json, 1 if result.failures else 0)
@@ -160,6 +164,21 @@ def _personal_data(args: argparse.Namespace) -> int:
     else:
         done = suppressions.unsuppress(engine, address, merchant_id)
     return _print_counts(done.as_dict(), args.json, 0)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Whatever writes to standard output meanwhile (file descriptor 1, so a logger that holds
+    ``sys.stdout`` too) goes to standard error: ``--json`` output stays JSON alone."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _engine() -> Engine:
