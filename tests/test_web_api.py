@@ -19,7 +19,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,13 @@ from urllib.parse import parse_qs, quote, quote_plus, urljoin, urlsplit
 import httpx
 import pytest
 from markupsafe import escape
+from sqlalchemy import delete
 
+from review_ingest import warehouse
 from review_ingest.merchants import load_merchants
+from review_ingest.models import ImportRow
 from review_ingest.pipeline import Ingest
+from review_ingest.records import Outcome
 from review_ingest.web import queries
 from tests.fixtures.api_server import (
     AUTH_MANAGER,
@@ -812,3 +816,21 @@ def test_no_personal_data_in_any_answer(ui: Ui) -> None:
         for path in ("/api/imports/{}", "/api/imports/{}/errors.csv", "/imports/{}"):
             ui.get(path.format(made.import_id))
     assert len(ui.answers) > 50
+
+
+def test_import_page_and_api_count_the_rows_of_customers_who_opted_out(ui: Ui) -> None:
+    engine = warehouse.engine_for(ui.warehouse_url)
+    record = warehouse.import_record(engine, ui.import_id("web"))
+    opted = replace(
+        record, import_id="optout-1", sha256="0" * 64, status="rejected", suppressed_rows=2
+    )
+    warehouse.save(engine, Outcome(record=opted))
+    try:
+        page = ui.get("/imports/optout-1")
+        assert "2 of the valid rows are of customers who opted out (no request)" in page.text
+        items = ui.get("/api/imports", merchant_id=record.merchant_id).json()["items"]
+        counts = {item["import_id"]: item["suppressed_rows"] for item in items}
+        assert (counts["optout-1"], counts[record.import_id]) == (2, 0)
+    finally:
+        with engine.begin() as connection:
+            connection.execute(delete(ImportRow).where(ImportRow.import_id == "optout-1"))

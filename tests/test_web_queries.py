@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select, text
 
 from review_ingest.records import ImportRecord, Outcome, ReviewRequest
 from review_ingest.warehouse import engine_for, migrate, save
-from review_ingest.web import queries
+from review_ingest.web import queries, views
 from review_ingest.web.queries import ImportFilters, Paging, RequestFilters
 
 NOW = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
@@ -339,3 +339,18 @@ def test_merchant_activity_per_utc_day(engine: Engine) -> None:
     ]
     assert queries.Activity().error_rate == 0.0
     assert queries.merchant_activity(engine, dt.date(2026, 3, 11), dt.date.max) == []
+
+
+def test_requests_withdrawn_by_an_opt_out_have_their_own_status(engine: Engine) -> None:
+    from review_ingest import suppressions
+
+    # Z-2..Z-6 are not yet due at NOW: z3's is withdrawn; a due request never is.
+    assert suppressions.suppress(engine, "z3@example.net", None, NOW).requests_withdrawn == 1
+    assert suppressions.suppress(engine, "bob@example.org", None, NOW).requests_withdrawn == 0
+
+    assert set(refs(list_requests(engine, status="withdrawn").rows)) == {("Z-3", None)}
+    scheduled = set(refs(list_requests(engine, status="scheduled").rows))
+    assert ("Z-3", None) not in scheduled and ("Z-4", None) in scheduled
+    rows = {row["order_ref"]: row for row in list_requests(engine).rows}
+    assert views.request_item(rows["Z-3"], NOW).status == "withdrawn"
+    assert views.request_item(rows["Z-4"], NOW).status == "scheduled"
