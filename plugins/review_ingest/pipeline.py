@@ -169,7 +169,13 @@ class Ingest:
             earlier = warehouse.loaded_import(self.engine, record.merchant_id, record.sha256)
             outcome = Outcome(record=record, suite=merchant.template, earlier_import_id=earlier)
         else:
-            outcome = self._evaluate(data, replace(record), merchant, send_now=send_now)
+            outcome = self._evaluate(
+                data,
+                replace(record),
+                merchant,
+                send_now=send_now,
+                suppressed=self._suppressed(merchant),
+            )
             if record.status == "rejected":
                 rejection = outcome.rejection or self._existing_proofs(outcome, merchant)
                 _reject(outcome, rejection or Rejection(record.rejection_code or "", ""))
