@@ -18,9 +18,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from review_ingest.errors import retry_policy
+from review_ingest.errors import task_defaults
 from review_ingest.runs import REVIEW_REQUESTS_ASSET
-from review_ingest.settings import retry_delay
 
 REVIEW_REQUESTS = Asset(REVIEW_REQUESTS_ASSET)
 
@@ -30,12 +29,7 @@ REVIEW_REQUESTS = Asset(REVIEW_REQUESTS_ASSET)
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["review-ingest", "backfill"],
-    default_args={
-        "owner": "data-eng",
-        "retries": 2,
-        "retry_delay": retry_delay(),
-        "retry_policy": retry_policy(),
-    },
+    default_args=task_defaults(),
     doc_md=__doc__,
     params={
         "merchant_id": Param(

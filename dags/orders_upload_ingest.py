@@ -24,9 +24,8 @@ import os
 import pendulum
 from airflow.sdk import Asset, dag, task
 
-from review_ingest.errors import retry_policy
+from review_ingest.errors import task_defaults
 from review_ingest.runs import REVIEW_REQUESTS_ASSET
-from review_ingest.settings import retry_delay
 
 POOL = os.environ.get("REVIEW_INGEST_WAREHOUSE_POOL", "default_pool")
 REVIEW_REQUESTS = Asset(REVIEW_REQUESTS_ASSET)
@@ -38,12 +37,7 @@ REVIEW_REQUESTS = Asset(REVIEW_REQUESTS_ASSET)
     catchup=False,
     max_active_runs=1,
     tags=["review-ingest", "upload"],
-    default_args={
-        "owner": "data-eng",
-        "retries": 2,
-        "retry_delay": retry_delay(),
-        "retry_policy": retry_policy(),
-    },
+    default_args=task_defaults(),
     doc_md=__doc__,
 )
 def orders_upload_ingest():

@@ -22,8 +22,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import dag, task
 
-from review_ingest.errors import retry_policy
-from review_ingest.settings import retry_delay
+from review_ingest.errors import task_defaults
 
 
 @dag(
@@ -32,12 +31,7 @@ from review_ingest.settings import retry_delay
     catchup=False,
     max_active_runs=1,
     tags=["review-ingest", "personal-data"],
-    default_args={
-        "owner": "data-eng",
-        "retries": 2,
-        "retry_delay": retry_delay(),
-        "retry_policy": retry_policy(),
-    },
+    default_args=task_defaults(),
     doc_md=__doc__,
 )
 def review_data_retention():

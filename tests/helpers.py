@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from review_ingest.samples import dated_copy
@@ -94,3 +95,51 @@ def query(sqlalchemy_url: str, sql: str, **params: object) -> list[tuple]:
             return [tuple(row) for row in conn.execute(text(sql), params)]
     finally:
         engine.dispose()
+
+
+def load_brand_requests(
+    engine: Engine,
+    merchant_id: str,
+    order_refs: list[str],
+    scheduled_at: dt.datetime,
+    email: str = "jane.secret@example.org",
+) -> None:
+    """One loaded import of brand requests, due at ``scheduled_at``, written straight into
+    the warehouse (a file cannot make a request due in the past: it would be due now)."""
+    from review_ingest import warehouse
+    from review_ingest.records import ImportRecord, Outcome, ReviewRequest
+
+    import_id = f"imp-{merchant_id}-{order_refs[0]}"
+    record = ImportRecord(
+        import_id=import_id,
+        merchant_id=merchant_id,
+        source="upload",
+        file_name="orders.csv",
+        sha256=hashlib.sha256(import_id.encode()).hexdigest(),
+        size_bytes=1,
+        template="website",
+        status="loaded",
+        rejection_code=None,
+        received_at=scheduled_at,
+        processed_at=scheduled_at,
+        total_rows=len(order_refs),
+        valid_rows=len(order_refs),
+        brand_requests=len(order_refs),
+    )
+    requests = [
+        ReviewRequest(
+            merchant_id,
+            "brand",
+            ref,
+            None,
+            email,
+            "Secretfirst",
+            "Secretname",
+            "fr",
+            None,
+            scheduled_at.date(),
+            scheduled_at,
+        )  # fmt: skip
+        for ref in order_refs
+    ]
+    warehouse.save(engine, Outcome(record=record, requests=requests))

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 from alembic import command
@@ -23,13 +22,11 @@ from sqlalchemy import Connection, Engine, String, Text, inspect, select, text
 
 from review_ingest import erasure, folders, retention, warehouse
 from review_ingest.models import ErasureRow, ReviewRequestRow
-from review_ingest.records import ImportRecord, Outcome, ReviewRequest
-from tests.helpers import query, write_merchants, yesterday
+from tests.helpers import load_brand_requests, query, write_merchants, yesterday
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = REPO / ".venv" / "bin" / "review-ingest"
 HEADER = "order_ref;email;lastname;firstname;order_date;delay;language\n"
-PARIS = ZoneInfo("Europe/Paris")
 JANE = "jane.secret@example.org"
 BOB = "bob.other@example.org"
 DAY = dt.timedelta(days=1)
@@ -89,46 +86,6 @@ def stored(path: Path, merchant: str, env: dict[str, str], kind: str = "processe
     return target
 
 
-def load(
-    engine: Engine, merchant: str, refs: list[str], scheduled_at: dt.datetime, email: str = JANE
-) -> None:
-    """Brand requests written straight into the warehouse, due at ``scheduled_at``."""
-    import_id = f"imp-{merchant}-{refs[0]}"
-    record = ImportRecord(
-        import_id=import_id,
-        merchant_id=merchant,
-        source="upload",
-        file_name="orders.csv",
-        sha256=hashlib.sha256(import_id.encode()).hexdigest(),
-        size_bytes=1,
-        template="website",
-        status="loaded",
-        rejection_code=None,
-        received_at=scheduled_at,
-        processed_at=scheduled_at,
-        total_rows=len(refs),
-        valid_rows=len(refs),
-        brand_requests=len(refs),
-    )
-    requests = [
-        ReviewRequest(
-            merchant,
-            "brand",
-            ref,
-            None,
-            email,
-            "Secretfirst",
-            "Secretname",
-            "fr",
-            None,
-            scheduled_at.date(),
-            scheduled_at,
-        )  # fmt: skip
-        for ref in refs
-    ]
-    warehouse.save(engine, Outcome(record=record, requests=requests))
-
-
 def people(engine: Engine, **where: str) -> list[tuple]:
     query_ = select(
         ReviewRequestRow.order_ref,
@@ -168,8 +125,9 @@ def assert_not_in_files(folder: Path, secret: str) -> None:
 
 def test_purge_at_the_boundary_keeps_the_proofs_and_is_idempotent(tmp_path, env, engine):
     now = dt.datetime.now(dt.UTC)
-    load(engine, "acme", ["OLD-1", "OLD-2"], now - 30 * DAY - DAY)  # a day past the limit
-    load(engine, "acme", ["NEW-1"], now - 30 * DAY + DAY)  # a day before it
+    past, within = now - 30 * DAY - DAY, now - 30 * DAY + DAY  # a day each side of the limit
+    load_brand_requests(engine, "acme", ["OLD-1", "OLD-2"], past)
+    load_brand_requests(engine, "acme", ["NEW-1"], within)
 
     dry = run_json(["purge", "--dry-run"], env)
     assert (dry["dry_run"], dry["requests_anonymised"], dry["retention_days"]) == (True, 2, 30)
@@ -272,7 +230,7 @@ retention.purge_requests(engine, dt.datetime.fromisoformat(sys.argv[2]), batch_r
 
 def test_a_purge_killed_half_way_is_run_again(env, engine, warehouse_url):
     now = dt.datetime.now(dt.UTC)
-    load(engine, "acme", [f"OLD-{n:03}" for n in range(45)], now - 40 * DAY)
+    load_brand_requests(engine, "acme", [f"OLD-{n:03}" for n in range(45)], now - 40 * DAY)
     before = (now - 30 * DAY).isoformat()
 
     killed = subprocess.run(
@@ -523,7 +481,7 @@ def test_an_existing_warehouse_upgrades_in_place(warehouse_url):
         names = index_names(connection)
     assert {"uq_review_requests_proof", "ix_review_requests_email_lower"} <= names
     with pytest.raises(warehouse.ProofConflict):
-        load(engine, "acme", ["R-1"], at + DAY)
+        load_brand_requests(engine, "acme", ["R-1"], at + DAY)
 
 
 def index_names(connection: Connection) -> set[str]:

@@ -14,10 +14,9 @@ import pytest
 
 from review_ingest import retention, warehouse
 from review_ingest.merchants import Merchant, SftpSource
-from review_ingest.records import ImportRecord, Outcome, ReviewRequest
 from tests.fixtures.airflow import run_dag
 from tests.fixtures.sftp_server import SftpMerchant, SftpServer
-from tests.helpers import airflow_conn_json, query
+from tests.helpers import airflow_conn_json, load_brand_requests, query
 
 pytestmark = pytest.mark.sftp
 REPO = Path(__file__).resolve().parents[1]
@@ -25,6 +24,7 @@ CLI = REPO / ".venv" / "bin" / "review-ingest"
 OLD = time.time() - 40 * 86400
 RECENT = time.time() - 20 * 86400
 #: Left on the server by the pipeline: an order file and its two reports, per outcome folder.
+JANE = "jane@example.org"
 PUBLISHED = ("orders.csv", "orders.csv.report.json", "orders.csv.errors.csv")
 
 
@@ -126,8 +126,8 @@ def test_the_retention_dag_purges_everything_and_names_the_merchant_that_failed(
     engine = warehouse.engine_for(warehouse_url)
     warehouse.migrate(engine)
     now = dt.datetime.now(dt.UTC)
-    _load(engine, "OLD-1", now - dt.timedelta(days=31))
-    _load(engine, "NEW-1", now - dt.timedelta(days=29))
+    load_brand_requests(engine, "r_good", ["OLD-1"], now - dt.timedelta(days=31), JANE)
+    load_brand_requests(engine, "r_good", ["NEW-1"], now - dt.timedelta(days=29), JANE)
     data = tmp_path / "data"
     for name, mtime in (("old.csv", OLD), ("recent.csv", RECENT)):
         path = data / "processed" / "r_good" / name
@@ -149,30 +149,9 @@ def test_the_retention_dag_purges_everything_and_names_the_merchant_that_failed(
     ]
     assert states[("summarize", -1)][0] == "failed"
     assert query(warehouse_url, "SELECT order_ref, email FROM review_requests ORDER BY 1") == [
-        ("NEW-1", "jane@example.org"),
+        ("NEW-1", JANE),
         ("OLD-1", None),
     ]
     assert sorted(p.name for p in (data / "processed" / "r_good").iterdir()) == ["recent.csv"]
     assert remote_names(sftp_server, shops["good"]) == AFTER_PURGE
     assert len(remote_names(sftp_server, shops["refused"])) == 9
-
-
-def _load(engine, order_ref: str, scheduled_at: dt.datetime) -> None:
-    record = ImportRecord(
-        import_id=f"imp-{order_ref}",
-        merchant_id="r_good",
-        source="sftp",
-        file_name="orders.csv",
-        sha256=order_ref,
-        size_bytes=1,
-        template="website",
-        status="loaded",
-        rejection_code=None,
-        received_at=scheduled_at,
-        processed_at=scheduled_at,
-    )
-    request = ReviewRequest(
-        "r_good", "brand", order_ref, None, "jane@example.org", "Jane", "Doe", "fr", None,
-        scheduled_at.date(), scheduled_at,
-    )  # fmt: skip
-    warehouse.save(engine, Outcome(record=record, requests=[request]))

@@ -8,7 +8,7 @@ presumed transient and left to the task's retries.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airflow.sdk import ExceptionRetryPolicy
@@ -41,3 +41,16 @@ def retry_policy() -> ExceptionRetryPolicy:
             )
         ]
     )
+
+
+def task_defaults() -> dict[str, Any]:
+    """Every DAG's ``default_args``: two retries 5 minutes apart for transient faults, none for
+    a PermanentError (``retry_policy``)."""
+    from review_ingest.settings import retry_delay
+
+    return {
+        "owner": "data-eng",
+        "retries": 2,
+        "retry_delay": retry_delay(),
+        "retry_policy": retry_policy(),
+    }
