@@ -160,3 +160,30 @@ def test_sftp_backfill_takes_the_named_file_of_the_inbox(
     processed = sftp_server.fetch(merchant, f"{merchant.inbox}/processed/q3.csv.report.json")
     assert json.loads(processed)["source"] == "backfill"
     assert sftp_server.fetch(merchant, f"{merchant.inbox}/daily.csv") == sample
+
+
+@pytest.mark.sftp
+def test_sftp_backfill_of_a_missing_file_fails_at_once_naming_it(
+    sftp_server, tmp_path, monkeypatch, data_dir, airflow_db, warehouse_url, capfd
+):
+    """Contract section 8, SFTP source: the file is not in the inbox, so the run fails on its
+    first try (with the DAG's real 2 retries allowed), naming the file, and touches nothing."""
+    merchant = sftp_server.add_merchant("p_back")
+    monkeypatch.setenv("AIRFLOW_CONN_P_BACK_SFTP", sftp_server.airflow_conn_json(merchant))
+    write_merchants(
+        tmp_path / "merchants.yaml",
+        {"acme": "website_products"},
+        extra=f"    sftp:\n      conn_id: p_back_sftp\n      root: {merchant.root}\n",
+    )
+    sample = sample_for_yesterday("website_products").encode()
+    sftp_server.upload(merchant, f"{merchant.inbox}/daily.csv", sample, mtime=time.time() - 3600)
+
+    run = run_dag("orders_backfill", conf(source="sftp", file="q3.csv"))
+
+    assert run.state == "failed"
+    (ti,) = run.get_task_instances()
+    assert (ti.state, ti.try_number, ti.max_tries) == ("failed", 1, 2)
+    assert "'q3.csv'" in capfd.readouterr().out
+    assert query(warehouse_url, "SELECT count(*) FROM imports")[0][0] == 0
+    assert sftp_server.fetch(merchant, f"{merchant.inbox}/daily.csv") == sample
+    assert sftp_server.open_client_connections() == 0
