@@ -83,6 +83,7 @@ def data_dir(tmp_path: Path) -> Path:
     (docs / "validations" / "page.html").write_text("<html>page</html>")
     (tmp_path / "warehouse.db").write_text("secret")
     (docs / "escape").symlink_to(tmp_path / "warehouse.db")
+    (docs / ".build.lock").write_text("")
     report = tmp_path / "reports" / "acme" / "imp-1"
     report.mkdir(parents=True)
     (report / "report.json").write_text("{}")
@@ -107,6 +108,7 @@ def test_data_docs_files_stay_inside_the_folder(data_dir: Path) -> None:
         "validations",  # a folder
         "missing.html",
         "./index.html",
+        ".build.lock",  # the builders' lock: hidden files are not part of the docs
         "x" * 5000,
     ):
         assert files.data_docs_file(data_dir, path) is None, path

@@ -1,7 +1,8 @@
 """The files the UI serves: a file's reports and the Data Docs, never anything outside them.
 
 A path from a URL is data: it is refused (None, so a 404) when it is absolute, climbs with
-``..``, holds a backslash or a NUL, or resolves (symbolic links followed) outside its folder.
+``..``, names a hidden file or folder (such as the Data Docs builders' ``.build.lock``), holds a
+backslash or a NUL, or resolves (symbolic links followed) outside its folder.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def _inside(root: Path, path: str) -> Path | None:
     if "\\" in path or "\0" in path:
         return None
     relative = PurePosixPath(path)
-    if relative.is_absolute() or any(part in ("..", ".") for part in path.split("/")):
+    if relative.is_absolute() or any(part.startswith(".") for part in path.split("/")):
         return None
     try:
         base = root.resolve()
