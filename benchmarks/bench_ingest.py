@@ -628,12 +628,17 @@ def print_table(bench: Bench, verdicts: list[Ratio]) -> None:
         print(_figure_line(name, fig))
     for key, value in bench.facts.items():
         print(f"{key:<36} {value}")
-    print(f"\n{'target':<44} {'value':>9} {'paired':>8} {'target':>10}  verdict")
+    print_verdicts(verdicts)
+
+
+def print_verdicts(verdicts: list[Ratio]) -> None:
+    """Each target: the value, the paired median when there is one, the target, the verdict."""
+    print(f"\n{'target':<60} {'value':>9} {'paired':>8} {'target':>10}  verdict")
     for r in verdicts:
         d = r.as_dict()
         paired = "-" if r.paired is None else f"{r.paired:.3f}"
         verdict = "met" if r.met else f"MISSED ({d['value_over_target']}x the target)"
-        print(f"{r.name:<44} {d['value']:>9.3f} {paired:>8} {d['target']:>10}  {verdict}")
+        print(f"{r.name:<60} {d['value']:>9.3f} {paired:>8} {d['target']:>10}  {verdict}")
 
 
 def git_state() -> dict[str, str]:
