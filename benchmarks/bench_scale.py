@@ -12,11 +12,11 @@ Runs, one after the other (they share 2 cores: never at the same time):
 Then prints every verdict together, each part's duration and the total, and writes
 ``benchmarks/out/results_scale.json`` (each part also writes its own JSON).
 
-    .venv/bin/python benchmarks/bench_scale.py            # about 50 min on 2 busy cores
-    .venv/bin/python benchmarks/bench_scale.py --quick    # smaller sizes: about 15 min
+    .venv/bin/python benchmarks/bench_scale.py            # 41.5 min measured on 2 busy cores
+    .venv/bin/python benchmarks/bench_scale.py --quick    # smaller sizes: about 12 min (estimated)
 
 Needs what each part needs: PostgreSQL at 127.0.0.1:5432 (postgres, trust), root and OpenSSH
-for the SFTP part, about 6 GB of free disk for 10M rows (dropped at the end).
+for the SFTP part, about 5 GB of free disk for 10M rows (dropped at the end).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ chrooted key-only user per merchant). Each merchant's inbox gets ``--files`` sma
 orders_sftp_ingest`` (private AIRFLOW_HOME, SQLite metadata, a throw-away PostgreSQL warehouse)
 collects them. The whole command is timed, transfer included; sshd's log counts the logins.
 
-    .venv/bin/python benchmarks/bench_sftp.py                          # 100 x 10 files, ~10 min
+    .venv/bin/python benchmarks/bench_sftp.py                          # 100 x 10 files, ~15 min
     .venv/bin/python benchmarks/bench_sftp.py --merchants 10 --files 10
 
 Needs root (the fixture creates Unix users and chroots), OpenSSH, and PostgreSQL at

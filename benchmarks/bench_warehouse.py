@@ -10,7 +10,7 @@ then ``VACUUM ANALYZE``). At each size:
 - the load of a valid 5 MB file by the real pipeline (``Ingest.import_file``, in this process,
   after an untimed warm-up import: no interpreter start, no library import), ``--loads`` files.
 
-    .venv/bin/python benchmarks/bench_warehouse.py                      # ~15 min, ~6 GB of disk
+    .venv/bin/python benchmarks/bench_warehouse.py                      # ~12 min, ~5 GB of disk
     .venv/bin/python benchmarks/bench_warehouse.py --sizes 0,100000,1000000 --loads 1
 
 Needs PostgreSQL at 127.0.0.1:5432 (user postgres, trust); its database is dropped at the end.
