@@ -47,8 +47,9 @@ def run_ingest(quick: bool, keep: bool) -> list[bi.Ratio]:
 def run_sftp(quick: bool, keep: bool) -> list[bi.Ratio]:
     merchants = SFTP_MERCHANTS // 10 if quick else SFTP_MERCHANTS
     result = bench_sftp.run(merchants, SFTP_FILES, keep)
-    print(json.dumps(result.as_dict(), indent=2), flush=True)
-    return bench_sftp.verdicts(result)
+    found = bench_sftp.verdicts(result)
+    bench_sftp.report(result, found, bi.OUT_DIR / "results_sftp.json")
+    return found
 
 
 def run_warehouse(quick: bool, keep: bool) -> list[bi.Ratio]:

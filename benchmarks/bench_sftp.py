@@ -204,17 +204,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def report(result: SftpRun, found: list[bi.Ratio], out: Path) -> None:
+    """The run and its verdicts, printed and written to ``out``."""
+    print(json.dumps(result.as_dict(), indent=2))
+    bi.print_verdicts(found)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    body = {"run": result.as_dict(), "ratios": {r.name: r.as_dict() for r in found}}
+    out.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    print(f"\nresults: {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
     result = run(args.merchants, args.files, args.keep)
-    found = verdicts(result)
-    print(json.dumps(result.as_dict(), indent=2))
-    bi.print_verdicts(found)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    body = {"run": result.as_dict(), "ratios": {r.name: r.as_dict() for r in found}}
-    args.out.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
-    print(f"\nresults: {args.out}\nbench_sftp took {time.perf_counter() - start:.0f} s")
+    report(result, verdicts(result), args.out)
+    print(f"bench_sftp took {time.perf_counter() - start:.0f} s")
     return 0
 
 
