@@ -250,16 +250,20 @@ def test_orders_sftp_ingest_dag_end_to_end(
 ):
     """A real DAG run with the real retry settings; the second merchant's server refuses its
     key: only its part fails, at once (a refused key is a configuration error, not retried),
-    and no session is left open on the server."""
-    sftp_server.upload(
-        shop, f"{shop.inbox}/orders.csv", sample_for_yesterday("website").encode(), mtime=OLD
-    )
+    and no session is left open on the server. The first merchant's three files come through
+    one SSH connection: listing, downloads, reports and moves (issue 9: no per-file login)."""
+    sample = sample_for_yesterday("website")
+    for number in (1, 2, 3):
+        data = sample.replace("WEB-", f"WEB{number}-").encode()
+        sftp_server.upload(shop, f"{shop.inbox}/orders_{number}.csv", data, mtime=OLD)
     sftp_server.upload(
         other, f"{other.inbox}/orders.csv", sample_for_yesterday("store").encode(), mtime=OLD
     )
     wrong = json.loads(sftp_server.airflow_conn_json(other))
     wrong["extra"]["key_file"] = str(shop.key_path)
     monkeypatch.setenv("AIRFLOW_CONN_P_OTHER_SFTP", json.dumps(wrong))
+    login = f"Accepted publickey for {shop.username} "
+    logins_before = sftp_server.log_count(login)
 
     run = run_dag("orders_sftp_ingest")
 
@@ -273,6 +277,8 @@ def test_orders_sftp_ingest_dag_end_to_end(
         ("success", 1),
     ]
     assert sftp_server.open_client_connections() == 0
-    assert requests_of(warehouse_url, shop.merchant_id) == 5
+    assert sftp_server.log_count(login, at_least=logins_before + 1) == logins_before + 1
+    assert requests_of(warehouse_url, shop.merchant_id) == 15
+    assert len(ls(sftp_server, shop, f"{shop.inbox}/processed")) == 9  # 3 files, 2 reports each
     assert requests_of(warehouse_url, other.merchant_id) == 0
     assert "orders.csv" in ls(sftp_server, other, other.inbox)

@@ -238,6 +238,28 @@ def test_publish_never_overwrites(
         assert sftp_server.fetch(merchant, final + REPORT_SUFFIX) == b'{"day": %d}' % day
 
 
+def test_publishing_a_new_name_does_not_list_the_folder(
+    sftp_server: SftpServer, merchant: SftpMerchant, conn_id: str, monkeypatch
+) -> None:
+    """``processed/`` holds a year of files: a name not taken there is published after one
+    stat, without listing the folder (a taken name still lists it: see never_overwrites)."""
+    sftp_server.upload(merchant, f"{merchant.inbox}/fresh.csv", b"fresh\n")
+    with connect(conn_id) as sftp:
+        listed: list[str] = []
+        listdir_attr = sftp.listdir_attr
+
+        def listing(path: str) -> list:
+            listed.append(path)
+            return listdir_attr(path)
+
+        monkeypatch.setattr(sftp, "listdir_attr", listing)
+        final = publish(sftp, merchant.inbox, "fresh.csv", "processed", b"{}", ERRORS_HEADER)
+
+    assert final == f"{merchant.inbox}/processed/fresh.csv"
+    assert listed == []
+    assert sftp_server.fetch(merchant, final) == b"fresh\n"
+
+
 def test_publish_again_after_the_move_returns_the_published_copy(
     sftp_server: SftpServer, merchant: SftpMerchant, conn_id: str
 ) -> None:

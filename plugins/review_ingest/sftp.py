@@ -252,7 +252,7 @@ def publish(
     _ensure_folder(sftp, inbox, name, folder)
     if not _exists(sftp, inbox, name, source):
         return _already_published(sftp, inbox, name, folder, size)
-    taken = set(_listdir(sftp, inbox, name, folder))
+    taken = _taken(sftp, inbox, name, folder)
     for _attempt in range(_MOVE_ATTEMPTS):
         final = _join(folder, _free_name(name, taken))
         _write_atomic(sftp, inbox, name, final + REPORT_SUFFIX, report_json)
@@ -326,6 +326,16 @@ def _free_name(name: str, taken: set[str]) -> str:
     """
     candidates = [name] + [numbered_name(name, n) for n in range(2, len(taken) + 2)]
     return next(c for c in candidates if c not in taken)
+
+
+def _taken(sftp: SFTPClient, inbox: str, name: str, folder: str) -> set[str]:
+    """The names of ``folder`` that publish must avoid: none when ``name`` is free there (one
+    stat), else the folder's listing. ``processed/`` keeps a year of a merchant's files and
+    reports, which OpenSSH lists 100 entries a round trip: listing it for every file made each
+    publication slower as the merchant's history grew."""
+    if not _exists(sftp, inbox, name, _join(folder, name)):
+        return set()
+    return set(_listdir(sftp, inbox, name, folder))
 
 
 def _is_copy_of(name: str, candidate: str) -> bool:

@@ -24,7 +24,21 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from psycopg import sql
-from sqlalchemy import Connection, Engine, Table, create_engine, event, func, insert, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    String,
+    Table,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -185,21 +199,40 @@ def import_record(engine: Engine, import_id: str) -> records.ImportRecord | None
 
 
 def known_order_refs(engine: Engine, merchant_id: str, order_refs: Collection[str]) -> set[str]:
-    """Those of ``order_refs`` that already have a request of this merchant."""
+    """Those of ``order_refs`` that already have a request of this merchant.
+
+    On PostgreSQL one query, whatever the number of refs; elsewhere chunks of ``IN_CHUNK``.
+    """
     refs = list(set(order_refs))
+    chunk = max(len(refs), 1) if engine.dialect.name == "postgresql" else IN_CHUNK
     known: set[str] = set()
     with engine.connect() as connection:
-        for start in range(0, len(refs), IN_CHUNK):
-            query = (
-                select(ReviewRequestRow.order_ref)
-                .distinct()
-                .where(
-                    ReviewRequestRow.merchant_id == merchant_id,
-                    ReviewRequestRow.order_ref.in_(refs[start : start + IN_CHUNK]),
-                )
-            )
+        for start in range(0, len(refs), chunk):
+            query = known_order_refs_query(engine, merchant_id, refs[start : start + chunk])
             known.update(connection.scalars(query))
     return known
+
+
+def known_order_refs_query(
+    engine: Engine, merchant_id: str, refs: Sequence[str]
+) -> Select[tuple[str]]:
+    """One query of ``known_order_refs`` (apart so that benchmarks can show its plan).
+
+    On PostgreSQL the refs go as one array parameter, ``order_ref = ANY(:refs)``, filtered with
+    a hash when the plan scans the merchant's rows. A list ``IN (:p1, ... :p900)`` was compared
+    element by element with each of those rows: a merchant holding 41,000 requests took 50 s
+    to look up the 40,000 refs of a file in 45 chunks of 900, 0.14 s in one array (measured by
+    ``benchmarks/bench_warehouse.py``).
+    """
+    if engine.dialect.name == "postgresql":
+        matches = ReviewRequestRow.order_ref == any_(bindparam("refs", list(refs), ARRAY(String)))
+    else:
+        matches = ReviewRequestRow.order_ref.in_(refs)
+    return (
+        select(ReviewRequestRow.order_ref)
+        .distinct()
+        .where(ReviewRequestRow.merchant_id == merchant_id, matches)
+    )
 
 
 def save(engine: Engine, outcome: records.Outcome) -> None:
