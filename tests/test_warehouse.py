@@ -456,11 +456,10 @@ def test_known_order_refs_of_a_40000_row_file(engine: Engine) -> None:
     save(engine, outcome(import_record(), loaded))
     refs = [f"ORD-{i:05d}" for i in range(40_000)]
 
-    started = time.monotonic()
     known = known_order_refs(engine, "acme", refs)
 
+    # Its speed at 10 million rows is measured by benchmarks/bench_warehouse.py, not here.
     assert known == {request.order_ref for request in loaded}
-    assert time.monotonic() - started < 5
 
 
 def test_known_order_refs_of_a_large_merchant_in_one_query_on_postgresql(engine: Engine) -> None:
