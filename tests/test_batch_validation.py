@@ -165,3 +165,26 @@ def test_a_file_changed_after_the_batch_validation_is_validated_again(tmp_path):
     outcome = ingest.import_file(path, merchant_id, "upload", dry_run=True, import_id=import_id)
     assert outcome.record.total_rows == 1
     assert {e.line for e in outcome.errors} <= {2}
+
+
+def test_when_the_validation_together_fails_each_file_is_validated_alone(tmp_path, monkeypatch):
+    files = [(path, m) for path, m in batch_files(tmp_path / "in") if m == "web"]
+    assert len(files) == 2
+    ingest = Ingest(tmp_path / "data", MERCHANTS, f"sqlite:///{tmp_path / 'w.db'}", data_docs=False)
+    alone = ingest.validation.check_files
+
+    def only_alone(rows, *args):
+        if len(rows) > 1:
+            raise RuntimeError("refused")
+        return alone(rows, *args)
+
+    monkeypatch.setattr(ingest.validation, "check_files", only_alone)
+    now = dt.datetime.now(dt.UTC)
+    pending = [Pending(path, merchant_id, new_import_id(now)) for path, merchant_id in files]
+    ingest.validate_together(pending)
+    assert ingest._checked == {}
+    outcomes = [
+        ingest.import_file(p.path, p.merchant_id, "upload", dry_run=True, import_id=p.import_id)
+        for p in pending
+    ]
+    assert all(o.errors for o in outcomes)

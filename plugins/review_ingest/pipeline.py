@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from review_ingest import data_docs, orders, report, scheduling
 from review_ingest.merchants import Merchant, default_merchant
 from review_ingest.reading import FileRejected, read_file
-from review_ingest.records import ExistingProof, ImportRecord, Outcome, Rejection
+from review_ingest.records import ExistingProof, ImportRecord, Outcome, Record, Rejection
 from review_ingest.templates import TEMPLATES, Template
 from review_ingest.validation import FileRows
 
@@ -286,7 +286,7 @@ class Ingest:
         return outcome
 
     def _row_check(
-        self, records: list[Any], record: ImportRecord, template: Template, merchant: Merchant
+        self, records: list[Record], record: ImportRecord, template: Template, merchant: Merchant
     ) -> RowCheck:
         """The suite's verdict on a file's rows: from ``validate_together`` when it validated
         these bytes for this import and day, else from a validation of the file alone."""
