@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from review_ingest import claims, runs
 from review_ingest.merchants import Merchant
 from review_ingest.pipeline import Ingest, Pending, new_import_id
 from review_ingest.records import Outcome, ReviewRequest
 from tests import test_row_rules
-from tests.helpers import sample_for_yesterday
+from tests.helpers import drop, sample_for_yesterday, write_merchants
 
 MERCHANTS = {
     "web": Merchant("web", template="website"),
@@ -188,3 +189,28 @@ def test_when_the_validation_together_fails_each_file_is_validated_alone(tmp_pat
         for p in pending
     ]
     assert all(o.errors for o in outcomes)
+
+
+def test_a_batch_stopped_on_the_way_gives_back_the_files_it_did_not_reach(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    monkeypatch.setenv("REVIEW_INGEST_DATA_DIR", str(data))
+    monkeypatch.setenv("REVIEW_INGEST_MERCHANTS", str(tmp_path / "m.yaml"))
+    monkeypatch.setenv("REVIEW_INGEST_MIN_FILE_AGE_SECONDS", "0")
+    write_merchants(tmp_path / "m.yaml", {"web": "website"})
+    sample = sample_for_yesterday("website")
+    for prefix in ("A", "B"):
+        drop(data / "uploads" / "web", f"{prefix}.csv", sample.replace("WEB-", f"{prefix}-"))
+    (batch,) = runs.plan_upload_batches()
+
+    def terminated(*args):
+        raise KeyboardInterrupt  # as a task's termination: not an Exception
+
+    monkeypatch.setattr(runs, "move_upload", terminated)
+    with pytest.raises(KeyboardInterrupt):
+        runs.ingest_uploads(batch, f"sqlite:///{tmp_path / 'w.db'}")
+
+    # A.csv was loaded, then stopped before its move: its claim is released for the next run.
+    [held] = claims.all_claims(data)
+    assert (held.name, held.released) == ("A.csv", True)
+    # B.csv was claimed and validated, never imported: it is back in its folder.
+    assert sorted(p.name for p in (data / "uploads" / "web").iterdir()) == ["B.csv"]

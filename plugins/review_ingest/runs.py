@@ -95,19 +95,28 @@ def ingest_uploads(batch: list[dict[str, str]], warehouse_url: str) -> list[dict
         return claim
 
     taken = [(item, _attempt(take, item)) for item in batch]
-    held = [c for _, c in taken if isinstance(c, claims.Claim)]
-    ingest.validate_together([Pending(c.path, c.merchant_id, c.import_id) for c in held])
+    left = [c for _, c in taken if isinstance(c, claims.Claim)]  # claimed, not processed yet
 
     def one(pair: tuple[dict[str, str], claims.Claim | Exception | None]) -> dict[str, Any] | None:
         claim = pair[1]
         if isinstance(claim, Exception):
             raise claim
-        return None if claim is None else process_claim(ingest, claim, move_upload)
+        if claim is None:
+            return None
+        left.remove(claim)
+        return process_claim(ingest, claim, move_upload)
 
     try:
+        ingest.validate_together([Pending(c.path, c.merchant_id, c.import_id) for c in left])
         return each_file(
             taken, lambda p: f"merchant {p[0]['merchant_id']} file {Path(p[0]['path']).name!r}", one
         )
+    except BaseException:
+        # Stopped on the way (the task terminated): the files not reached go back to their
+        # folders now, rather than wait in claims for this process to be seen gone.
+        for claim in left:
+            give_up(ingest, claim)
+        raise
     finally:
         ingest.finish()  # the Data Docs of the files that were processed
 
