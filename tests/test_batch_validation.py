@@ -33,6 +33,8 @@ MERCHANTS = {
     ),
 }
 SECRET_EMAIL = "jeanne.secret@@example.fr"
+#: Errors added after the suite's, by the order rules and the reading.
+ORDER_CODES = ("conflicting_order", "wrong_field_count")
 
 
 def batch_files(folder: Path) -> list[tuple[Path, str]]:
@@ -119,6 +121,16 @@ def test_each_file_gets_what_it_gets_alone(both):
         assert what_a_report_says(together) == what_a_report_says(alone), path_and_merchant
     errors = sum(len(o.errors) for o in both["together"])
     assert errors > 50  # the row rules' files hold every error code
+
+
+def test_the_errors_of_a_line_come_by_column(both):
+    """As before files were validated together: by line, then the suite's errors by column."""
+    several = 0
+    for outcome in both["together"]:
+        suite_errors = [e for e in outcome.errors if e.code not in ORDER_CODES]
+        assert suite_errors == sorted(suite_errors, key=lambda e: (e.line, e.column))
+        several += len(suite_errors) - len({e.line for e in suite_errors})
+    assert several > 0, "no line with several errors: the order was not tried"
 
 
 def test_files_of_a_group_share_one_validation_page(both):

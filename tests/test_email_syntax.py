@@ -51,6 +51,9 @@ TOP_LEVELS = [
 ]
 EDGE_CASES = [
     "jane@example.com",
+    "jane.example.com",
+    "not-an-email-1",
+    "jane(at)example.com",
     "Jane.Doe+tag@Mail.Example.FR",
     "a@b.c",
     "a@b",

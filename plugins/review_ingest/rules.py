@@ -140,6 +140,8 @@ def is_valid_email(value: str) -> bool:
     once per domain; any other goes to ``email-validator`` whole. A test compares both ways on
     edge cases and random addresses.
     """
+    if "@" not in value:
+        return False  # the library's first check: exactly one @-sign
     plain = _PLAIN_ADDRESS.fullmatch(value)
     if plain and len(plain["local"]) <= _LOCAL_MAX and len(value) <= _ADDRESS_MAX:
         return _accepted("a@" + plain["domain"])

@@ -290,7 +290,7 @@ def _row_errors(result: Any, files: list[FileRows]) -> dict[str, list[RowError]]
             if key not in worst or _RANK[code] < _RANK[worst[key]]:
                 worst[key] = code
     errors: dict[str, list[RowError]] = {}
-    for (label, line, column), code in sorted(worst.items(), key=lambda item: item[0][:2]):
+    for (label, line, column), code in sorted(worst.items()):  # by line, then column
         message = rules.message(code, column, values[label, line].get(column))
         errors.setdefault(label, []).append(RowError(line, column, code, message))
     return errors
