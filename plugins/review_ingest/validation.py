@@ -45,8 +45,10 @@ RESULT_FORMAT = {
 DOCS_INDEX_LIMIT = 500
 #: Failing lines of each expectation kept in the stored result that the Data Docs show.
 DOCS_LINES_SHOWN = 20
-#: The validation frame's index: which file, and the line where the row starts in it.
-INDEX_LEVELS = ("file", "line")
+#: The validation frame's index: which file, and the line where the row starts in it. A file
+#: validated alone has the line only (Great Expectations lists a MultiIndex's failing rows in a
+#: Python loop: about half a second for an all-bad 5 MB file).
+FILE, LINE = "file", "line"
 _RANK = {code: rank for rank, code in enumerate(rules.PRIORITY)}
 
 
@@ -195,7 +197,8 @@ class Validation:
         result.meta["run_id"] = run_id
         result.meta["validation_time"] = run_id.run_time
         result.meta["batch_parameters"] = {
-            "dataframe": f"<{len(files)} order file(s), rows indexed by (file, line)>",
+            "dataframe": f"<{len(files)} order file(s), rows indexed by "
+            f"{'line' if len(files) == 1 else '(file, line)'}>",
             "files": {f.label: f.name for f in files},
         }
         suite_id = ExpectationSuiteIdentifier(name=suite_name)
@@ -233,8 +236,8 @@ def _quiet_gx_logs() -> None:
 
 
 def build_frame(files: list[FileRows], template: Template, merchant: Merchant) -> pd.DataFrame:
-    """The files' values by column (empty = null), indexed by (file, line), with the derived
-    columns."""
+    """The files' values by column (empty = null), indexed by (file, line) (by line for one
+    file), with the derived columns."""
     import pandas as pd
 
     records = [r for f in files for r in f.records]
@@ -246,10 +249,12 @@ def build_frame(files: list[FileRows], template: Template, merchant: Merchant) -
     data["order_date__valid"] = [
         (d is not None) if v else None for v, d in zip(data["order_date"], dates, strict=True)
     ]
-    index = pd.MultiIndex.from_arrays(
-        [[f.label for f in files for _ in f.records], [r.line for r in records]],
-        names=INDEX_LEVELS,
-    )
+    lines = [r.line for r in records]
+    if len(files) == 1:
+        index = pd.Index(lines, name=LINE)
+    else:
+        labels = [f.label for f in files for _ in f.records]
+        index = pd.MultiIndex.from_arrays([labels, lines], names=[FILE, LINE])
     frame = pd.DataFrame(data, index=index, dtype="object")
     # The file's text as pandas' own string type (Python storage, so Python's regular
     # expressions): Great Expectations' regex checks convert each column to it anyway, once per
@@ -262,11 +267,13 @@ def build_frame(files: list[FileRows], template: Template, merchant: Merchant) -
     return frame
 
 
-def _failing_rows(result: dict[str, Any]) -> Iterator[tuple[str, int]]:
-    """The (file, line) of each row an expectation refused. With a MultiIndex, Great
-    Expectations lists them as ``[{"file": [...], "line": [...]}]``."""
+def _failing_rows(result: dict[str, Any], files: list[FileRows]) -> Iterator[tuple[str, int]]:
+    """The (file, line) of each row an expectation refused. With named indexes, Great
+    Expectations lists them as ``[{"file": [...], "line": [...]}]`` (no "file" for one file)."""
     for failing in result.get("unexpected_index_list") or ():
-        yield from zip(failing[INDEX_LEVELS[0]], failing[INDEX_LEVELS[1]], strict=True)
+        lines = failing[LINE]
+        labels = failing[FILE] if FILE in failing else [files[0].label] * len(lines)
+        yield from zip(labels, lines, strict=True)
 
 
 def _row_errors(result: Any, files: list[FileRows]) -> dict[str, list[RowError]]:
@@ -285,7 +292,7 @@ def _row_errors(result: Any, files: list[FileRows]) -> dict[str, list[RowError]]
         if outcome.success or meta.get("code") == "header":
             continue
         code, column = meta["code"], meta["column"]
-        for label, line in _failing_rows(outcome.result):
+        for label, line in _failing_rows(outcome.result, files):
             key = (label, int(line), column)
             if key not in worst or _RANK[code] < _RANK[worst[key]]:
                 worst[key] = code
