@@ -358,9 +358,12 @@ def write_merchants(path: Path, merchants: dict[str, str]) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def drop_files(data_dir: Path, merchants: dict[str, str], count: int) -> list[Dropped]:
+def drop_files(
+    data_dir: Path, merchants: dict[str, str], count: int, copies: int = 1
+) -> list[Dropped]:
     """``count`` dated sample files, round-robin over the merchants, each with order references
-    of its own (``-F0001``...), so that none is rejected as existing_proofs."""
+    of its own (``-F0001``...), so that none is rejected as existing_proofs; with ``copies``, the
+    sample's rows that many times, each copy with references of its own (``-F0001-2``...)."""
     sys.path.insert(0, str(REPO / "plugins"))
     from review_ingest.samples import dated_copy
 
@@ -370,7 +373,12 @@ def drop_files(data_dir: Path, merchants: dict[str, str], count: int) -> list[Dr
     dropped = []
     for number in range(count):
         merchant_id = ids[number % len(ids)]
-        text = re.sub(r"(?m)^([A-Z]+-\d+)", rf"\1-F{number:04d}", samples[merchants[merchant_id]])
+        header, *rows = samples[merchants[merchant_id]].splitlines(keepends=True)
+        text = header + "".join(
+            re.sub(r"^([A-Z]+-\d+)", rf"\1-F{number:04d}{f'-{copy}' if copy else ''}", row)
+            for copy in range(copies)
+            for row in rows
+        )
         folder = data_dir / "uploads" / merchant_id
         folder.mkdir(parents=True, exist_ok=True)
         name = f"orders-{number:04d}.csv"
@@ -879,7 +887,7 @@ class Run:
                     env=env, cwd=REPO, stdout=pool_log, stderr=subprocess.STDOUT,
                     start_new_session=True, preexec_fn=_child_setup,
                 )  # fmt: skip
-            dropped = drop_files(self.tmp / "data", merchants, args.files)
+            dropped = drop_files(self.tmp / "data", merchants, args.files, args.copies)
             log(f"dropped {len(dropped)} files over {len(merchants)} merchants")
             if pool.wait(timeout=180) != 0:
                 raise RunFailed("airflow pools set failed: see logs/pool.log")
@@ -944,6 +952,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--kill-worker",
         action="store_true",
         help="SIGKILL worker1 while it runs ingest_batch tasks; they must finish on worker2",
+    )
+    parser.add_argument(
+        "--copies",
+        type=int,
+        default=1,
+        help="the sample's rows this many times in each file: with a few hundred, files are "
+        "validated one by one and a batch lasts long enough to be killed half done",
     )
     parser.add_argument("--batch-size", type=int, default=10, help="REVIEW_INGEST_BATCH_SIZE")
     parser.add_argument("--concurrency", type=int, default=2, help="task slots per worker")

@@ -174,3 +174,34 @@ def test_a_merchant_configuration_error_fails_the_check_not_the_other_merchants(
     loaded = query(warehouse_url, "SELECT merchant_id FROM imports WHERE status = 'loaded'")
     assert sorted(m for (m,) in loaded) == sorted(SAMPLE_MERCHANTS)
     assert (data_dir / "uploads" / "broken" / "orders.csv").is_file(), "left for after the fix"
+
+
+def test_small_files_of_a_batch_share_one_validation_whose_page_names_each_file(
+    airflow_db, data_dir, warehouse_url
+):
+    sample = sample_for_yesterday("website")
+    files = {f"{prefix}.csv": sample.replace("WEB-", f"{prefix}-") for prefix in ("A", "B", "C")}
+    first_email = sample.splitlines()[1].split(";")[1]
+    files["B.csv"] = files["B.csv"].replace(first_email, "not-an-address", 1)
+    for name, text in files.items():
+        drop(data_dir / "uploads" / "shop-web", name, text)
+
+    assert run_dag("orders_upload_ingest").state == "success"
+
+    reports = {
+        r["file_name"]: r
+        for r in (json.loads(p.read_text()) for p in data_dir.glob("reports/*/*/report.json"))
+    }
+    assert sorted(reports) == ["A.csv", "B.csv", "C.csv"]
+    assert {r["status"] for r in reports.values()} == {"loaded"}
+    assert [(e["line"], e["column"], e["code"]) for e in reports["B.csv"]["errors"]] == [
+        (2, "email", "invalid_email")
+    ]
+    assert reports["A.csv"]["errors"] == reports["C.csv"]["errors"] == []
+    [page] = {r["validation"]["data_docs"] for r in reports.values()}
+    html = (data_dir / "data_docs" / page).read_text(encoding="utf-8")
+    for name, report in reports.items():
+        assert name in html and report["import_id"] in html
+    assert "not-an-address" not in html and first_email not in html
+    errors = query(warehouse_url, "SELECT line, code FROM import_errors")
+    assert [tuple(e) for e in errors] == [(2, "invalid_email")]

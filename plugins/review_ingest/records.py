@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 SOURCES = ("upload", "sftp", "backfill")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RowError:
     """One refused value of one row (``column`` is None for ``wrong_field_count``)."""
 
@@ -18,13 +18,13 @@ class RowError:
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Duplicate:
     line: int
     duplicate_of_line: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExistingProof:
     order_ref: str
     line: int
@@ -39,7 +39,7 @@ class Rejection:
     existing_proofs: tuple[ExistingProof, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record:
     """One data row of a file: its first physical line and its trimmed values by column."""
 

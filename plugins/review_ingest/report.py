@@ -8,8 +8,9 @@ import io
 import json
 import os
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import quote
 
 from review_ingest.records import Outcome
@@ -95,11 +96,16 @@ def _cell(value: object) -> str:
 def errors_csv(outcome: Outcome) -> str:
     """``line;column;code;message``: the header line is there even when there is no error."""
     out = io.StringIO()
+    write_errors_csv(outcome, out)
+    return out.getvalue()
+
+
+def write_errors_csv(outcome: Outcome, out: TextIO) -> None:
+    """``errors.csv`` row by row into ``out``: an all-bad file's 30 MB never sit in memory."""
     writer = csv.writer(out, delimiter=";", lineterminator="\n")
     writer.writerow(["line", "column", "code", "message"])
     for e in outcome.errors:
         writer.writerow([_cell(e.line), _cell(e.column), _cell(e.code), _cell(e.message)])
-    return out.getvalue()
 
 
 def to_html(outcome: Outcome) -> str:
@@ -199,16 +205,17 @@ def _section(title: str, headers: list[str], rows: str) -> str:
 def write(outcome: Outcome, directory: Path) -> Path:
     """Write the three report files into ``directory``, each atomically; return the folder."""
     directory.mkdir(parents=True, exist_ok=True)
-    for name, text in (
-        ("report.json", to_json(outcome)),
-        ("report.html", to_html(outcome)),
-        ("errors.csv", errors_csv(outcome)),
+    for name, write_to in (
+        ("report.json", lambda out: out.write(to_json(outcome))),
+        ("report.html", lambda out: out.write(to_html(outcome))),
+        ("errors.csv", lambda out: write_errors_csv(outcome, out)),
     ):
-        _write_atomic(directory / name, text)
+        _write_atomic(directory / name, write_to)
     return directory
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, write_to: Callable[[TextIO], object]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8", newline="") as out:
+        write_to(out)
     os.replace(tmp, path)

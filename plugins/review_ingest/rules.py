@@ -123,11 +123,35 @@ def _offset(text: str) -> dt.timezone | None:
     return dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes))
 
 
-@lru_cache(maxsize=65536)
+#: An address whose local part is plain ASCII dot-atom (letters, digits, ``_+-``, single dots
+#: inside) and whose domain is ASCII: e-mail-validator judges its local part valid when it has at
+#: most 64 characters and the whole at most 254, so the domain alone decides.
+_PLAIN_ADDRESS = re.compile(
+    r"(?P<local>[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*)@(?P<domain>[A-Za-z0-9.-]+)", re.ASCII
+)
+_LOCAL_MAX, _ADDRESS_MAX = 64, 254
+
+
 def is_valid_email(value: str) -> bool:
-    """Syntax only, as ``email-validator`` judges it with no deliverability check."""
+    """Syntax only, as ``email-validator`` judges it with no deliverability check.
+
+    A file holds thousands of addresses and few domains, and the domain is the costly part of
+    the check (IDNA, about 80 µs an address): a plain address is judged by its domain, checked
+    once per domain; any other goes to ``email-validator`` whole. A test compares both ways on
+    edge cases and random addresses.
+    """
+    if "@" not in value:
+        return False  # the library's first check: exactly one @-sign
+    plain = _PLAIN_ADDRESS.fullmatch(value)
+    if plain and len(plain["local"]) <= _LOCAL_MAX and len(value) <= _ADDRESS_MAX:
+        return _accepted("a@" + plain["domain"])
+    return _accepted(value)
+
+
+@lru_cache(maxsize=8192)
+def _accepted(address: str) -> bool:
     try:
-        validate_email(value, check_deliverability=False)
+        validate_email(address, check_deliverability=False)
     except EmailNotValidError:
         return False
     return True

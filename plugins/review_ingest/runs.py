@@ -72,13 +72,17 @@ def split(items: list[Any], batch_size: int, max_batches: int) -> list[list[Any]
 
 
 def ingest_uploads(batch: list[dict[str, str]], warehouse_url: str) -> list[dict[str, Any]]:
-    """Process a batch of upload files; one file's failure never stops the others."""
-    from review_ingest.pipeline import Ingest
+    """Process a batch of upload files; one file's failure never stops the others.
+
+    Every file is claimed first, so that the small ones are validated together (one Great
+    Expectations run for many files, ``Ingest.validate_together``); then each is imported.
+    """
+    from review_ingest.pipeline import Ingest, Pending
 
     read = read_merchants(settings.merchants_file())
     ingest = Ingest(settings.data_dir(), read.merchants, warehouse_url)
 
-    def one(item: dict[str, str]) -> dict[str, Any] | None:
+    def take(item: dict[str, str]) -> claims.Claim | None:
         merchant_id, name = item["merchant_id"], Path(item["path"]).name
         if merchant_id in read.problems:
             log.warning(
@@ -88,15 +92,41 @@ def ingest_uploads(batch: list[dict[str, str]], warehouse_url: str) -> list[dict
         claim = claims.claim_upload(ingest.data_dir, merchant_id, name)
         if claim is None:
             log.info("merchant %s file %s: already taken by another run", merchant_id, name)
+        return claim
+
+    taken = [(item, _attempt(take, item)) for item in batch]
+    left = [c for _, c in taken if isinstance(c, claims.Claim)]  # claimed, not processed yet
+
+    def one(pair: tuple[dict[str, str], claims.Claim | Exception | None]) -> dict[str, Any] | None:
+        claim = pair[1]
+        if isinstance(claim, Exception):
+            raise claim
+        if claim is None:
             return None
+        left.remove(claim)
         return process_claim(ingest, claim, move_upload)
 
     try:
+        ingest.validate_together([Pending(c.path, c.merchant_id, c.import_id) for c in left])
         return each_file(
-            batch, lambda i: f"merchant {i['merchant_id']} file {Path(i['path']).name!r}", one
+            taken, lambda p: f"merchant {p[0]['merchant_id']} file {Path(p[0]['path']).name!r}", one
         )
+    except BaseException:
+        # Stopped on the way (the task terminated): the files not reached go back to their
+        # folders now, rather than wait in claims for this process to be seen gone.
+        for claim in left:
+            give_up(ingest, claim)
+        raise
     finally:
         ingest.finish()  # the Data Docs of the files that were processed
+
+
+def _attempt(action: Callable[[T], Any], item: T) -> Any:
+    """``action(item)``, or the exception it raised: ``each_file`` reports it with the file."""
+    try:
+        return action(item)
+    except Exception as exc:  # noqa: BLE001 - raised again for this file only, by each_file
+        return exc
 
 
 def process_claim(

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import itertools
 import logging
 import sqlite3
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import fields
 from operator import attrgetter
@@ -247,7 +248,8 @@ def save(engine: Engine, outcome: records.Outcome) -> None:
         with engine.begin() as connection:
             connection.execute(insert(ImportRow), [_import_values(record)])
             _write_requests(connection, record, outcome.requests)
-            _write(connection, ImportErrorRow.__table__, ERROR_COLUMNS, _error_rows(outcome))
+            if outcome.errors:
+                _write(connection, ImportErrorRow.__table__, ERROR_COLUMNS, _error_rows(outcome))
     except IntegrityError as exc:
         if not (_is_unique_violation(exc) and record.status == "loaded"):
             raise
@@ -279,6 +281,8 @@ def _write_requests(
     # The same insertion order in every process: two concurrent files with common order_refs
     # then wait for each other on the unique index instead of deadlocking.
     rows.sort(key=_proof_key)
+    if not rows:
+        return
     try:
         _write(connection, ReviewRequestRow.__table__, REQUEST_COLUMNS, rows)
     except (DBAPIError, psycopg.Error) as exc:
@@ -298,28 +302,27 @@ def _proof_key(row: tuple[Any, ...]) -> tuple[str, str, str]:
     return row[_ORDER_REF], row[_REQUEST_TYPE], row[_ID_PRODUCT] or ""
 
 
-def _error_rows(outcome: records.Outcome) -> list[tuple[Any, ...]]:
+def _error_rows(outcome: records.Outcome) -> Iterator[tuple[Any, ...]]:
+    """One at a time: an all-bad file's 300,000 rows at once cost about 30 MB."""
     import_id = outcome.record.import_id
-    return [(import_id, e.line, e.column, e.code, e.message) for e in outcome.errors]
+    return ((import_id, e.line, e.column, e.code, e.message) for e in outcome.errors)
 
 
 def _write(
-    connection: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    connection: Connection, table: Table, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]
 ) -> None:
     """Insert ``rows`` into ``table``: COPY with psycopg 3, executemany with other drivers."""
-    if not rows:
-        return
     if connection.dialect.driver == "psycopg":
         _copy(connection, table, columns, rows)
         return
     # In chunks: one dict per row for a whole all-bad file (300k errors) costs 100 MB at once.
-    for start in range(0, len(rows), INSERT_CHUNK):
-        chunk = rows[start : start + INSERT_CHUNK]
+    rows = iter(rows)
+    while chunk := list(itertools.islice(rows, INSERT_CHUNK)):
         connection.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in chunk])
 
 
 def _copy(
-    connection: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    connection: Connection, table: Table, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]
 ) -> None:
     """COPY on the psycopg connection under ``connection``: same transaction as the rest."""
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
