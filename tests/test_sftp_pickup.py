@@ -282,3 +282,37 @@ def test_orders_sftp_ingest_dag_end_to_end(
     assert len(ls(sftp_server, shop, f"{shop.inbox}/processed")) == 9  # 3 files, 2 reports each
     assert requests_of(warehouse_url, other.merchant_id) == 0
     assert "orders.csv" in ls(sftp_server, other, other.inbox)
+
+
+def test_small_files_of_an_inbox_share_one_validation_each_with_its_own_errors(
+    sftp_server, shop, setup, warehouse_url
+):
+    """Issue 9: a merchant's files go through one Great Expectations run, not one each."""
+    sample = sample_for_yesterday("website")
+    first_email = sample.splitlines()[1].split(";")[1]
+    files = {f"{prefix}.csv": sample.replace("WEB-", f"{prefix}-") for prefix in ("A", "B", "C")}
+    files["B.csv"] = files["B.csv"].replace(first_email, "not-an-address", 1)
+    for name, text in files.items():
+        sftp_server.upload(shop, f"{shop.inbox}/{name}", text.encode(), mtime=OLD)
+
+    result = sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)
+
+    assert sorted((f["file_name"], f["status"]) for f in result["files"]) == [
+        ("A.csv", "loaded"),
+        ("B.csv", "loaded"),
+        ("C.csv", "loaded"),
+    ]
+    reports = {
+        p.parent.name: json.loads(p.read_text())
+        for p in (setup / "reports" / shop.merchant_id).glob("*/report.json")
+    }
+    by_name = {r["file_name"]: r for r in reports.values()}
+    assert [(e["line"], e["code"]) for e in by_name["B.csv"]["errors"]] == [(2, "invalid_email")]
+    assert by_name["A.csv"]["errors"] == by_name["C.csv"]["errors"] == []
+    [page] = {r["validation"]["data_docs"] for r in reports.values()}
+    html = (setup / "data_docs" / page).read_text(encoding="utf-8")
+    assert all(name in html and r["import_id"] in html for name, r in by_name.items())
+    assert requests_of(warehouse_url, shop.merchant_id) == 14
+    assert ls(sftp_server, shop, f"{shop.inbox}/processed") == sorted(
+        f"{name}{suffix}" for name in files for suffix in ("", ".errors.csv", ".report.json")
+    )

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from review_ingest import claims, folders, report, settings, sftp
 from review_ingest.errors import ConfigError, UsageError
@@ -28,6 +28,7 @@ from review_ingest.records import Outcome
 from review_ingest.runs import BackfillRequest, BatchFailed, each_file, process_claim, summary
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def sftp_merchants() -> list[str]:
@@ -43,9 +44,11 @@ def staging_dir(merchant_id: str) -> Path:
 def collect_merchant(merchant_id: str, warehouse_url: str) -> dict[str, Any]:
     """Process every complete file of one merchant's inbox; a bad file never stops the others.
 
-    Claims left by a failed or killed run of this merchant come first (see ``_recover``). A
-    server that cannot be reached raises (the task fails and is retried); files whose
-    processing failed are named in a BatchFailed raised after the others are done.
+    Claims left by a failed or killed run of this merchant come first (see ``_recover``); then
+    every ready file is downloaded and claimed, so that the small ones are validated together
+    (see ``_collect``). A server that cannot be reached raises (the task fails and is retried;
+    the files it had claimed are taken over by the next run); files whose processing failed are
+    named in a BatchFailed raised after the others are done.
     """
     from review_ingest.pipeline import Ingest
 
@@ -67,26 +70,69 @@ def collect_merchant(merchant_id: str, warehouse_url: str) -> dict[str, Any]:
                 inbox,
                 len(left),
             )
-            busy: set[str] = set()
-
-            def process(item: claims.Claim | sftp.RemoteFile) -> dict[str, Any] | None:
-                if isinstance(item, claims.Claim):
-                    busy.add(item.name)
-                    return _recover(client, ingest, merchant, item, listed, busy)
-                if item.name in busy:
-                    log.info("merchant %s file %r: left for the next run", merchant_id, item.name)
-                    return None
-                return _collect_one(client, ingest, merchant, item, "sftp")
-
-            results = each_file(
-                [*left, *ready],
-                lambda item: f"merchant {merchant_id} file {item.name!r}",
-                process,
-                fatal=(sftp.TransportError,),
-            )
+            results, failed = _collect(client, ingest, merchant, left, ready, listed)
     finally:
         ingest.finish()  # the Data Docs of the files that were processed
+    if failed:
+        raise BatchFailed(" | ".join(failed))
     return {"merchant_id": merchant_id, "files": results}
+
+
+def _collect(
+    client: Any,
+    ingest: Any,
+    merchant: Merchant,
+    left: list[claims.Claim],
+    ready: list[sftp.RemoteFile],
+    listed: dict[str, sftp.RemoteFile],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Claims left by earlier runs first; then every ready file is downloaded and claimed, the
+    small ones validated together (one Great Expectations run for many files), and each is
+    imported and published. Returns the files' summaries and what failed, by file."""
+    from review_ingest.pipeline import Pending
+
+    merchant_id = merchant.merchant_id
+    busy: set[str] = set()
+    failed: list[str] = []
+
+    def label(item: claims.Claim | sftp.RemoteFile) -> str:
+        return f"merchant {merchant_id} file {item.name!r}"
+
+    def recover(claim: claims.Claim) -> dict[str, Any] | None:
+        busy.add(claim.name)
+        return _recover(client, ingest, merchant, claim, listed, busy)
+
+    def fetch(remote: sftp.RemoteFile) -> dict[str, Any] | None:
+        if remote.name in busy:
+            log.info("merchant %s file %r: left for the next run", merchant_id, remote.name)
+            return None
+        claim = _fetch(client, ingest, merchant, remote, "sftp")
+        if claim is not None:
+            fetched.append((claim, remote))
+        return None
+
+    def collect(item: tuple[claims.Claim, sftp.RemoteFile]) -> dict[str, Any] | None:
+        claim, remote = item
+        return process_claim(ingest, claim, _publisher(client, merchant, {remote.name: remote}))
+
+    fetched: list[tuple[claims.Claim, sftp.RemoteFile]] = []
+    results = _each(left, label, recover, failed)
+    _each(ready, label, fetch, failed)
+    ingest.validate_together([Pending(c.path, merchant_id, c.import_id) for c, _ in fetched])
+    results += _each(fetched, lambda item: label(item[1]), collect, failed)
+    return results, failed
+
+
+def _each(
+    items: list[T], label: Callable[[T], str], process: Callable[[T], Any], failed: list[str]
+) -> list[dict[str, Any]]:
+    """``runs.each_file``, its failures added to ``failed`` instead of raised: the next step
+    of the run still goes on. A lost server (TransportError) stops the run at once."""
+    try:
+        return each_file(items, label, process, fatal=(sftp.TransportError,))
+    except BatchFailed as exc:
+        failed.append(str(exc))
+        return []
 
 
 def _sftp_merchant(merchants: dict[str, Merchant], merchant_id: str) -> Merchant:
@@ -105,9 +151,24 @@ def _collect_one(
     send_now: bool = False,
 ) -> dict[str, Any] | None:
     """Download, claim the local copy, import, publish on the server, move the local copy."""
+    claim = _fetch(client, ingest, merchant, remote, source, send_now)
+    if claim is None:  # another run of this merchant took the copy: it processes the file
+        return None
+    return process_claim(ingest, claim, _publisher(client, merchant, {remote.name: remote}))
+
+
+def _fetch(
+    client: Any,
+    ingest: Any,
+    merchant: Merchant,
+    remote: sftp.RemoteFile,
+    source: str,
+    send_now: bool = False,
+) -> claims.Claim | None:
+    """Download the file and claim the local copy; None when another run took the copy."""
     inbox = merchant.sftp.inbox  # type: ignore[union-attr]
     local = sftp.download(client, inbox, remote.name, staging_dir(merchant.merchant_id))
-    claim = claims.claim(
+    return claims.claim(
         local,
         ingest.data_dir,
         merchant.merchant_id,
@@ -116,9 +177,6 @@ def _collect_one(
         send_now=send_now,
         remote={"size": remote.size, "mtime": remote.mtime},
     )
-    if claim is None:  # another run of this merchant took the copy: it processes the file
-        return None
-    return process_claim(ingest, claim, _publisher(client, merchant, {remote.name: remote}))
 
 
 def _recover(
