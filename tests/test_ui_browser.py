@@ -174,8 +174,15 @@ class Browser:
             f"(self::a and normalize-space(.)={_xpath_str(name)}) or "
             f"(@role='menuitem' and normalize-space(.)={_xpath_str(name)})]"
         )
-        if not _displayed(self.driver.find_elements(By.XPATH, entry)):
-            self.find(By.XPATH, "//*[@aria-label='Plugins']", 'the "Plugins" menu').click()
+        plugins = "//*[@aria-label='Plugins']"
+        # The plugins' entries come with a later API answer than the rest of the navigation:
+        # wait for the entry itself or for the "Plugins" menu that would group it.
+        shown = self.wait(
+            lambda d: _displayed(d.find_elements(By.XPATH, f"{entry} | {plugins}")),
+            f"the navigation entry {name!r} or the Plugins menu",
+        )
+        if shown.get_attribute("aria-label") == "Plugins" and name != "Plugins":
+            shown.click()
         link = self.find(By.XPATH, entry, f"the navigation entry {name!r}")
         handles = set(self.driver.window_handles)
         link.click()
