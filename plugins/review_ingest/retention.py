@@ -28,6 +28,7 @@ from sqlalchemy import ColumnElement, Engine, func, or_, select, update
 from review_ingest import folders
 from review_ingest.merchants import Merchant
 from review_ingest.models import ReviewRequestRow
+from review_ingest.runs import describe
 
 if TYPE_CHECKING:
     from paramiko import SFTPAttributes, SFTPClient
@@ -236,11 +237,6 @@ def purge(
         except Exception as exc:
             result.failures[f"sftp/{merchant_id}"] = describe(exc)
     return result
-
-
-def describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # -- the tasks of the DAG review_data_retention ------------------------------------------------
