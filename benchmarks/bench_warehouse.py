@@ -151,9 +151,12 @@ def explain(engine: Engine, refs: list[str]) -> str:
     """The plan of one query of ``known_order_refs``, sent with bound parameters as the
     pipeline sends it (literal values can get another plan)."""
     from review_ingest import warehouse
+    from review_ingest.models import ReviewRequestRow
 
     chunk = refs if engine.dialect.name == "postgresql" else refs[: warehouse.IN_CHUNK]
-    query = warehouse.known_order_refs_query(engine, MERCHANT, chunk)
+    query = warehouse.found_query(
+        engine, ReviewRequestRow.order_ref, chunk, ReviewRequestRow.merchant_id == MERCHANT
+    )
     compiled = query.compile(engine, compile_kwargs={"render_postcompile": True})
     with engine.connect() as connection:
         rows = connection.exec_driver_sql(

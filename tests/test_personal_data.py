@@ -518,3 +518,21 @@ def test_the_dag_summary_names_every_part_that_did_not_purge():
     assert done["sftp_files_deleted"] == {"s1": 3, "s2": 1}
     with pytest.raises(retention.PurgeFailed, match=r"warehouse, sftp/s2 failed"):
         retention.summary("2026-01-01T00:00:00+00:00", None, {}, ["s1", "s2"], [3, None])
+
+
+def test_the_opt_out_lookup_of_a_large_file_finds_each_suppressed_address(engine):
+    """Suppressed hashes are looked up like proofs (``warehouse.found``): in one array on
+    PostgreSQL, in chunks under SQLite's parameter limit; every one is found, whatever chunk."""
+    from review_ingest import addresses, suppressions
+
+    now = dt.datetime.now(dt.UTC)
+    mine = [f"c{n}@example.org" for n in range(0, 3000, 7)]
+    for address in mine:
+        suppressions.suppress(engine, address, None, now)
+    suppressions.suppress(engine, "other@example.org", "beta", now)
+    hashes = {addresses.address_hash(f"c{n}@example.org") for n in range(3000)}
+    hashes.add(addresses.address_hash("other@example.org"))
+
+    found = suppressions.suppressed_hashes(engine, "acme", hashes)
+
+    assert found == {addresses.address_hash(a) for a in mine}

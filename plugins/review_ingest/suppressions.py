@@ -15,9 +15,8 @@ from dataclasses import asdict, dataclass
 
 from sqlalchemy import Engine, Select, delete, func, or_, select, update
 
-from review_ingest import addresses
+from review_ingest import addresses, warehouse
 from review_ingest.models import WITHDRAWN_STATUS, ReviewRequestRow, SuppressionRow
-from review_ingest.warehouse import IN_CHUNK
 
 
 @dataclass(frozen=True)
@@ -86,17 +85,8 @@ def unsuppress(engine: Engine, address: str, merchant_id: str | None) -> Unsuppr
 
 def suppressed_hashes(engine: Engine, merchant_id: str, hashes: Collection[str]) -> set[str]:
     """Those of ``hashes`` on the list for ``merchant_id`` or for every merchant."""
-    wanted = sorted(set(hashes))
-    found: set[str] = set()
     scope = or_(SuppressionRow.merchant_id.is_(None), SuppressionRow.merchant_id == merchant_id)
-    with engine.connect() as connection:
-        for start in range(0, len(wanted), IN_CHUNK):
-            query = select(SuppressionRow.email_sha256).where(
-                SuppressionRow.email_sha256.in_(wanted[start : start + IN_CHUNK]),
-                scope,
-            )
-            found.update(connection.scalars(query))
-    return found
+    return warehouse.found(engine, SuppressionRow.email_sha256, hashes, scope)
 
 
 def _entry(digest: str, merchant_id: str | None) -> Select[tuple[int]]:

@@ -26,6 +26,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from psycopg import sql
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     Select,
@@ -200,40 +201,54 @@ def import_record(engine: Engine, import_id: str) -> records.ImportRecord | None
 
 
 def known_order_refs(engine: Engine, merchant_id: str, order_refs: Collection[str]) -> set[str]:
-    """Those of ``order_refs`` that already have a request of this merchant.
+    """Those of ``order_refs`` that already have a request of this merchant."""
+    return found(
+        engine,
+        ReviewRequestRow.order_ref,
+        order_refs,
+        ReviewRequestRow.merchant_id == merchant_id,
+    )
 
-    On PostgreSQL one query, whatever the number of refs; elsewhere chunks of ``IN_CHUNK``.
+
+def found(
+    engine: Engine,
+    column: ColumnElement[str],
+    values: Collection[str],
+    *where: ColumnElement[bool],
+) -> set[str]:
+    """Those of ``values`` that ``column`` holds in a row matching ``where``.
+
+    On PostgreSQL one query, whatever the number of values; elsewhere chunks of ``IN_CHUNK``.
     """
-    refs = list(set(order_refs))
-    chunk = max(len(refs), 1) if engine.dialect.name == "postgresql" else IN_CHUNK
-    known: set[str] = set()
+    wanted = sorted(set(values))
+    chunk = max(len(wanted), 1) if engine.dialect.name == "postgresql" else IN_CHUNK
+    result: set[str] = set()
     with engine.connect() as connection:
-        for start in range(0, len(refs), chunk):
-            query = known_order_refs_query(engine, merchant_id, refs[start : start + chunk])
-            known.update(connection.scalars(query))
-    return known
+        for start in range(0, len(wanted), chunk):
+            query = found_query(engine, column, wanted[start : start + chunk], *where)
+            result.update(connection.scalars(query))
+    return result
 
 
-def known_order_refs_query(
-    engine: Engine, merchant_id: str, refs: Sequence[str]
+def found_query(
+    engine: Engine,
+    column: ColumnElement[str],
+    values: Sequence[str],
+    *where: ColumnElement[bool],
 ) -> Select[tuple[str]]:
-    """One query of ``known_order_refs`` (apart so that benchmarks can show its plan).
+    """One query of ``found`` (apart so that benchmarks can show its plan).
 
-    On PostgreSQL the refs go as one array parameter, ``order_ref = ANY(:refs)``, filtered with
-    a hash when the plan scans the merchant's rows. A list ``IN (:p1, ... :p900)`` was compared
-    element by element with each of those rows: a merchant holding 41,000 requests took 50 s
-    to look up the 40,000 refs of a file in 45 chunks of 900, 0.14 s in one array (measured by
-    ``benchmarks/bench_warehouse.py``).
+    On PostgreSQL the values go as one array parameter, ``column = ANY(:values)``, filtered with
+    a hash when the plan scans the rows ``where`` selects. A list ``IN (:p1, ... :p900)`` was
+    compared element by element with each of those rows: a merchant holding 41,000 requests took
+    50 s to look up the 40,000 order refs of a file in 45 chunks of 900, 0.14 s in one array
+    (measured by ``benchmarks/bench_warehouse.py``).
     """
     if engine.dialect.name == "postgresql":
-        matches = ReviewRequestRow.order_ref == any_(bindparam("refs", list(refs), ARRAY(String)))
+        matches = column == any_(bindparam("values", list(values), ARRAY(String)))
     else:
-        matches = ReviewRequestRow.order_ref.in_(refs)
-    return (
-        select(ReviewRequestRow.order_ref)
-        .distinct()
-        .where(ReviewRequestRow.merchant_id == merchant_id, matches)
-    )
+        matches = column.in_(values)
+    return select(column).distinct().where(*where, matches)
 
 
 def save(engine: Engine, outcome: records.Outcome) -> None:
