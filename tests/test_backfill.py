@@ -137,10 +137,9 @@ def test_sftp_params_accepted_for_a_merchant_with_an_sftp_block():
     assert (request.source, request.dry_run) == ("sftp", False)
 
 
-@pytest.mark.sftp
-def test_sftp_backfill_takes_the_named_file_of_the_inbox(
-    sftp_server, tmp_path, monkeypatch, data_dir, airflow_db, warehouse_url
-):
+@pytest.fixture
+def merchant(sftp_server, tmp_path, monkeypatch, data_dir):
+    """Merchant ``acme`` with an SFTP inbox on the test server."""
     merchant = sftp_server.add_merchant("p_back")
     monkeypatch.setenv("AIRFLOW_CONN_P_BACK_SFTP", sftp_server.airflow_conn_json(merchant))
     write_merchants(
@@ -148,6 +147,13 @@ def test_sftp_backfill_takes_the_named_file_of_the_inbox(
         {"acme": "website_products"},
         extra=f"    sftp:\n      conn_id: p_back_sftp\n      root: {merchant.root}\n",
     )
+    return merchant
+
+
+@pytest.mark.sftp
+def test_sftp_backfill_takes_the_named_file_of_the_inbox(
+    sftp_server, merchant, airflow_db, warehouse_url
+):
     old = time.time() - 3600
     sample = sample_for_yesterday("website_products").encode()
     sftp_server.upload(merchant, f"{merchant.inbox}/q3.csv", sample, mtime=old)
@@ -164,17 +170,10 @@ def test_sftp_backfill_takes_the_named_file_of_the_inbox(
 
 @pytest.mark.sftp
 def test_sftp_backfill_of_a_missing_file_fails_at_once_naming_it(
-    sftp_server, tmp_path, monkeypatch, data_dir, airflow_db, warehouse_url, capfd
+    sftp_server, merchant, airflow_db, warehouse_url, capfd
 ):
     """Contract section 8, SFTP source: the file is not in the inbox, so the run fails on its
     first try (with the DAG's real 2 retries allowed), naming the file, and touches nothing."""
-    merchant = sftp_server.add_merchant("p_back")
-    monkeypatch.setenv("AIRFLOW_CONN_P_BACK_SFTP", sftp_server.airflow_conn_json(merchant))
-    write_merchants(
-        tmp_path / "merchants.yaml",
-        {"acme": "website_products"},
-        extra=f"    sftp:\n      conn_id: p_back_sftp\n      root: {merchant.root}\n",
-    )
     sample = sample_for_yesterday("website_products").encode()
     sftp_server.upload(merchant, f"{merchant.inbox}/daily.csv", sample, mtime=time.time() - 3600)
 
