@@ -408,9 +408,14 @@ def test_an_opt_out_for_one_merchant_leaves_the_others(tmp_path, env, engine):
 
 
 def test_check_knows_no_opt_out_and_says_none(tmp_path, env):
+    """``check`` uses no warehouse, so no list: the address is suppressed, yet check counts it
+    as a row that would get its request (the import, which reads the list, does not)."""
+    run_json(["suppress", "--email", JANE], env)
     path = order_file(tmp_path / "orders.csv", [("C-1", JANE, 0)])
     report = run_json(["check", str(path), "--template", "website"], env)
     assert (report["status"], report["suppressed_rows"]) == ("accepted", 0)
+    assert report["requests"]["brand"] == 1
+    assert import_file(path, "acme", env)["suppressed_rows"] == 1
 
 
 # --- usage errors --------------------------------------------------------------------------
