@@ -11,6 +11,8 @@ uploads with source `sftp`, then moved on the server to `orders/processed/` or
 - **collect_merchant** runs once per merchant (mapped): one merchant's unreachable server or
   wrong credentials fails that merchant's task, never the others'. Each success updates the
   Asset `review_requests` with its counts as the event's extra.
+- **build_data_docs_index** rebuilds the Data Docs index once, after every merchant's task
+  has built its own pages.
 - **summarize** logs each file and names the merchants whose part failed.
 
 The SFTP connection of each merchant (`sftp.conn_id`) must pin the server's `host_key`.
@@ -58,8 +60,16 @@ def orders_sftp_ingest():
 
         return sftp_pickup.log_summary(list(merchant_ids), list(results))
 
+    @task(trigger_rule="all_done")
+    def build_data_docs_index(merchant_ids: list[str]) -> bool:
+        from review_ingest import runs
+
+        return runs.build_docs_index(list(merchant_ids))
+
     merchants = list_sftp_merchants()
-    summarize(merchants, collect_merchant.expand(merchant_id=merchants))
+    results = collect_merchant.expand(merchant_id=merchants)
+    results >> build_data_docs_index(merchants)
+    summarize(merchants, results)
 
 
 orders_sftp_ingest()

@@ -11,6 +11,8 @@ loaded as review requests, reported on, and moved to `processed/` or `rejected/`
   per file). A rejected file is a normal outcome; the task fails only when a file could not be
   processed, and says which merchant and file. Each success updates the Asset
   `review_requests` with its counts (files, loaded, requests, import ids) as the event's extra.
+- **build_data_docs_index** rebuilds the Data Docs index once, after every batch has built
+  its own pages (the index reads up to 500 stored results: once per run, not per batch).
 - **summarize** logs one line per file and the run's totals, and fails (after the others
   are done) naming the files of any batch that failed.
 
@@ -68,9 +70,17 @@ def orders_upload_ingest():
 
         return runs.log_summary(list(batches), list(results))
 
+    @task(trigger_rule="all_done")
+    def build_data_docs_index(batches: list[list[dict]]) -> bool:
+        from review_ingest import runs
+
+        return runs.build_docs_index(list(batches))
+
     check_configuration()
     batches = list_new_files()
-    summarize(batches, ingest_batch.expand(batch=batches))
+    results = ingest_batch.expand(batch=batches)
+    results >> build_data_docs_index(batches)
+    summarize(batches, results)
 
 
 orders_upload_ingest()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from review_ingest import data_docs
+from review_ingest import data_docs, runs
 from review_ingest.merchants import Merchant
 from review_ingest.pipeline import Ingest
 from tests.helpers import sample_for_yesterday
@@ -44,7 +44,7 @@ def with_bad_row(template: str, order_ref: str) -> str:
     return "\n".join([header, first, *rest, bad]) + "\n"
 
 
-def run_batch(data_dir: Path, names: dict[str, str]) -> list[dict]:
+def run_batch(data_dir: Path, names: dict[str, str], *, index: bool = True) -> list[dict]:
     """One batch through ``Ingest`` as a DAG task runs it; the reports as written."""
     ingest = Ingest(data_dir, MERCHANTS, f"sqlite:///{data_dir / 'warehouse.db'}")
     outcomes = []
@@ -54,7 +54,7 @@ def run_batch(data_dir: Path, names: dict[str, str]) -> list[dict]:
         template = MERCHANTS[merchant_id].template
         path.write_text(with_bad_row(template, f"BAD-{name}"), encoding="utf-8")
         outcomes.append(ingest.import_file(path, merchant_id, "upload"))
-    ingest.finish()
+    ingest.finish(index=index)
     return [
         json.loads(
             (
@@ -271,3 +271,25 @@ def test_a_build_waits_while_another_process_builds(tmp_path):
         page = future.result(timeout=300)
     assert page in (docs / "index.html").read_text(encoding="utf-8")
     assert_offline(docs, docs / page)
+
+
+def test_a_dag_run_builds_the_index_once_after_its_batches(tmp_path, monkeypatch):
+    """Batches of a DAG run build their pages only; ``build_docs_index`` then lists them all,
+    builds no page again, and makes the index work offline too."""
+    monkeypatch.setenv("REVIEW_INGEST_DATA_DIR", str(tmp_path))
+    docs = tmp_path / "data_docs"
+    first = run_batch(tmp_path, {"a.csv": "shop-web"}, index=False)
+    second = run_batch(tmp_path, {"b.csv": "shop-products"}, index=False)
+    pages = [r["validation"]["data_docs"] for r in first + second]
+    assert all((docs / page).is_file() for page in pages)
+    assert not (docs / "index.html").exists()
+    built = {page: (docs / page).stat().st_mtime_ns for page in pages}
+
+    assert runs.build_docs_index([]) is False
+    assert not (docs / "index.html").exists()
+    assert runs.build_docs_index([["a batch"]]) is True
+    index = (docs / "index.html").read_text(encoding="utf-8")
+    assert all(page in index for page in pages)
+    assert {page: (docs / page).stat().st_mtime_ns for page in pages} == built
+    for page in pages_of(docs):
+        assert_offline(docs, page)

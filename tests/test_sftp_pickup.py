@@ -282,6 +282,12 @@ def test_orders_sftp_ingest_dag_end_to_end(
     assert len(ls(sftp_server, shop, f"{shop.inbox}/processed")) == 9  # 3 files, 2 reports each
     assert requests_of(warehouse_url, other.merchant_id) == 0
     assert "orders.csv" in ls(sftp_server, other, other.inbox)
+    # The index is built once, after every merchant's part, the failed one's too.
+    assert tries[("build_data_docs_index", -1)] == ("success", 1)
+    reports = [json.loads(p.read_text()) for p in (setup / "reports").glob("*/*/report.json")]
+    index = (setup / "data_docs" / "index.html").read_text(encoding="utf-8")
+    pages = {r["validation"]["data_docs"] for r in reports}
+    assert pages and all(page in index for page in pages)
 
 
 def test_small_files_of_an_inbox_share_one_validation_each_with_its_own_errors(

@@ -116,10 +116,11 @@ def build_lock(docs_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def make_offline(docs_dir: Path, pages: Iterable[str]) -> None:
-    """After a build: install the vendored files, rewrite these pages and the index."""
+def make_offline(docs_dir: Path, pages: Iterable[str], *, index: bool = True) -> None:
+    """After a build: install the vendored files, rewrite these pages and (unless told not
+    to) the index."""
     install_vendor(docs_dir)
-    for page in sorted({*pages, INDEX}):
+    for page in sorted({*pages, INDEX} if index else set(pages)):
         path = docs_dir / page
         if path.is_file():
             text = path.read_text(encoding="utf-8")

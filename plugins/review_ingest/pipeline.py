@@ -379,10 +379,11 @@ class Ingest:
         rec = outcome.record
         return report.write(outcome, self.data_dir / "reports" / rec.merchant_id / rec.import_id)
 
-    def finish(self) -> None:
-        """Build the Data Docs of every validation of this batch, once."""
+    def finish(self, *, index: bool = True) -> None:
+        """Build the Data Docs of every validation of this batch, once; ``index=False`` when
+        the DAG run rebuilds the index after all its batches (``runs.build_docs_index``)."""
         if self._pending_docs and self.data_docs:
-            self.validation.build_docs(list(dict.fromkeys(self._pending_docs)))
+            self.validation.build_docs(list(dict.fromkeys(self._pending_docs)), index=index)
         self._pending_docs = []
         self._checked = {}
 

@@ -161,29 +161,36 @@ def is_valid_language(value: str) -> bool:
     return value.lower() in LANGUAGES
 
 
-@lru_cache(maxsize=65536)
+#: The words of each error code; ``{shown}`` is the value, quoted, when it may be shown.
+_TEXTS = {
+    "missing_value": "{column} is required and is empty",
+    "invalid_characters": "{column} holds a control character (a line break, NUL...){tab}",
+    "invalid_email": "email{shown} is not a valid e-mail address",
+    "invalid_date": "order_date{shown} is not a date in one of the accepted formats "
+    "(dd-mm-yyyy, yyyy-mm-dd, dd/mm/yyyy, yyyy/mm/dd, optionally with a time) "
+    "or is not a day of the calendar",
+    "future_date": "order_date{shown} is later than the day of the import",
+    "order_too_old": "order_date{shown} is older than the merchant's maximum order age",
+    "invalid_delay": "{column}{shown} must be a whole number of days from 0 to 30",
+    "invalid_language": "language{shown} is not a two-letter ISO 639-1 code (fr, en...)",
+    "invalid_url": "{column}{shown} is not an absolute http:// or https:// address",
+    "invalid_gtin": "gtin_ean{shown} must be 8, 12, 13 or 14 digits",
+    "value_too_long": "{column} is longer than {limit} characters",
+}
+
+
 def message(code: str, column: str | None, value: str | None) -> str:
     """The words a merchant reads for one error; personal values are never quoted."""
-    shown = _shown(column, value)
-    if code == "value_too_long":
-        limit = COLUMNS[column].max_length if column in COLUMNS else None
-        return f"{column} is longer than {limit} characters"
-    texts = {
-        "missing_value": f"{column} is required and is empty",
-        "invalid_characters": f"{column} holds a control character (a line break, NUL...)"
-        f"{'' if column != 'order_ref' else ' or a tab'}",
-        "invalid_email": f"email{shown} is not a valid e-mail address",
-        "invalid_date": f"order_date{shown} is not a date in one of the accepted formats "
-        "(dd-mm-yyyy, yyyy-mm-dd, dd/mm/yyyy, yyyy/mm/dd, optionally with a time) "
-        "or is not a day of the calendar",
-        "future_date": f"order_date{shown} is later than the day of the import",
-        "order_too_old": f"order_date{shown} is older than the merchant's maximum order age",
-        "invalid_delay": f"{column}{shown} must be a whole number of days from 0 to 30",
-        "invalid_language": f"language{shown} is not a two-letter ISO 639-1 code (fr, en...)",
-        "invalid_url": f"{column}{shown} is not an absolute http:// or https:// address",
-        "invalid_gtin": f"gtin_ean{shown} must be 8, 12, 13 or 14 digits",
-    }
-    return texts[code]
+    return _text(code, column, _shown(column, value))
+
+
+@lru_cache(maxsize=4096)
+def _text(code: str, column: str | None, shown: str) -> str:
+    """One string per distinct text: an all-bad file repeats the same few texts for every
+    row, and holds them for its whole import."""
+    limit = COLUMNS[column].max_length if column in COLUMNS else None
+    tab = " or a tab" if column == "order_ref" else ""
+    return _TEXTS[code].format(column=column, shown=shown, limit=limit, tab=tab)
 
 
 def _shown(column: str | None, value: str | None) -> str:

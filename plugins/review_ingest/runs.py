@@ -118,7 +118,23 @@ def ingest_uploads(batch: list[dict[str, str]], warehouse_url: str) -> list[dict
             give_up(ingest, claim)
         raise
     finally:
-        ingest.finish()  # the Data Docs of the files that were processed
+        ingest.finish(index=False)  # the pages; the DAG run rebuilds the index once
+
+
+def build_docs_index(parts: list[Any]) -> bool:
+    """The Data Docs index, once after a DAG run's mapped tasks, whether they succeeded or
+    not (a failed one may have built pages first); nothing when the run had no part.
+
+    Each batch builds only its own pages: the index reads up to ``DOCS_INDEX_LIMIT`` stored
+    results, so building it once per run instead of once per batch keeps a run's cost from
+    growing with the history. Returns whether it was built.
+    """
+    if not parts:
+        return False
+    from review_ingest.pipeline import Ingest
+
+    Ingest(settings.data_dir()).validation.build_index()
+    return True
 
 
 def _attempt(action: Callable[[T], Any], item: T) -> Any:

@@ -49,6 +49,8 @@ DOCS_LINES_SHOWN = 20
 #: validated alone has the line only (Great Expectations lists a MultiIndex's failing rows in a
 #: Python loop: about half a second for an all-bad 5 MB file).
 FILE, LINE = "file", "line"
+#: A suite name no template has (templates are snake_case words).
+_NO_PAGE = "-index-only-"
 _RANK = {code: rank for rank, code in enumerate(rules.PRIORITY)}
 
 
@@ -214,15 +216,39 @@ class Validation:
         )
         return result_id
 
-    def build_docs(self, result_ids: list[Any]) -> None:
-        """Build the Data Docs pages of these validations, and the index, once for a batch,
-        then make them work offline. Other workers may build into the same folder: the lock
-        keeps one build at a time, and each index lists every page on disk."""
+    def build_docs(self, result_ids: list[Any], *, index: bool = True) -> None:
+        """Build the Data Docs pages of these validations once for a batch, then make them
+        work offline. Other workers may build into the same folder: the lock keeps one build
+        at a time.
+
+        ``index=False`` leaves the index to ``build_index``: a DAG run's batches each build
+        their pages and one task rebuilds the index after them, since the index reads up to
+        ``DOCS_INDEX_LIMIT`` stored results each time it is made.
+        """
         ids = [r for r in result_ids if r is not None]
         if ids and self.docs_dir is not None:
             with data_docs.build_lock(self.docs_dir):
-                self.context.build_data_docs(resource_identifiers=ids)
-                data_docs.make_offline(self.docs_dir, [data_docs.page_path(r) for r in ids])
+                self.context.build_data_docs(resource_identifiers=ids, build_index=index)
+                pages = [data_docs.page_path(r) for r in ids]
+                data_docs.make_offline(self.docs_dir, pages, index=index)
+
+    def build_index(self) -> None:
+        """Rebuild the Data Docs index from the pages on disk, and no page.
+
+        Great Expectations builds the pages of the identifiers it is given, or of every stored
+        result when given none: the one identifier given here names no stored result, so only
+        the index is made.
+        """
+        from great_expectations.data_context.types.resource_identifiers import (
+            ExpectationSuiteIdentifier,
+        )
+
+        if self.docs_dir is None:
+            return
+        no_page = [ExpectationSuiteIdentifier(name=_NO_PAGE)]
+        with data_docs.build_lock(self.docs_dir):
+            self.context.build_data_docs(resource_identifiers=no_page, build_index=True)
+            data_docs.make_offline(self.docs_dir, [])
 
 
 def _filesystem(directory: Path) -> dict[str, str]:
