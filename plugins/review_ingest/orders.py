@@ -55,7 +55,8 @@ def conflicting_orders(
     """
     columns = [c for c in ORDER_LEVEL if c in template.columns]
     refused = {e.line for e in row_errors}
-    wrong = {(e.line, e.column) for e in row_errors}
+    watched = {"order_ref", *columns}
+    wrong = {(e.line, e.column) for e in row_errors if e.column in watched}
     reference: dict[str, Record] = {}
     errors: list[RowError] = []
     for record in records:

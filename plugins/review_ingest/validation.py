@@ -293,19 +293,50 @@ def build_frame(files: list[FileRows], template: Template, merchant: Merchant) -
     return frame
 
 
-def _failing_rows(result: dict[str, Any], files: list[FileRows]) -> Iterator[tuple[str, int]]:
-    """The (file, line) of each row an expectation refused. With named indexes, Great
-    Expectations lists them as ``[{"file": [...], "line": [...]}]`` (no "file" for one file)."""
-    for failing in result.get("unexpected_index_list") or ():
-        lines = failing[LINE]
-        labels = failing[FILE] if FILE in failing else [files[0].label] * len(lines)
-        yield from zip(labels, lines, strict=True)
-
-
 def _row_errors(result: Any, files: list[FileRows]) -> dict[str, list[RowError]]:
-    """Each file's errors, one per refused (line, column) with its worst code, by line."""
-    values = {(f.label, r.line): r.values for f in files for r in f.records}
-    worst: dict[tuple[str, int, str], str] = {}
+    """Each file's errors, one per refused (line, column) with its worst code, by line then
+    column.
+
+    An all-bad 5 MB file fails about 300,000 (row, expectation) pairs: they are kept as four
+    integer arrays, sorted once, and only the first (worst) code of each (file, line, column)
+    becomes a RowError, rather than a dict of 300,000 tuples.
+    """
+    import numpy as np
+
+    failing = list(_failing(result, files))
+    if not failing:
+        return {}
+    columns = sorted({column for column, _, _, _ in failing})
+    column_no = {column: number for number, column in enumerate(columns)}
+    parts = [
+        (file_no, lines, np.full(len(lines), column_no[column]), np.full(len(lines), _RANK[code]))
+        for column, code, file_no, lines in failing
+    ]
+    file_no, line, column, rank = (np.concatenate(arrays) for arrays in zip(*parts, strict=True))
+    order = np.lexsort((rank, column, line, file_no))
+    file_no, line, column, rank = file_no[order], line[order], column[order], rank[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (
+        (file_no[1:] != file_no[:-1]) | (line[1:] != line[:-1]) | (column[1:] != column[:-1])
+    )
+    errors: dict[str, list[RowError]] = {}
+    values: dict[int, dict[int, dict[str, str]]] = {}
+    for f, n, c, r in zip(*(a[first].tolist() for a in (file_no, line, column, rank)), strict=True):
+        if f not in values:
+            values[f] = {rec.line: rec.values for rec in files[f].records}
+        code, name = rules.PRIORITY[r], columns[c]
+        message = rules.message(code, name, values[f][n].get(name))
+        errors.setdefault(files[f].label, []).append(RowError(n, name, code, message))
+    return errors
+
+
+def _failing(result: Any, files: list[FileRows]) -> Iterator[tuple[str, str, Any, Any]]:
+    """For each failed expectation: its column, its code, and the file numbers and lines of
+    the rows it refused, as integer arrays. With named indexes, Great Expectations lists them as
+    ``[{"file": [...], "line": [...]}]`` (no "file" for one file)."""
+    import numpy as np
+
+    number = {f.label: n for n, f in enumerate(files)}
     for outcome in result.results:
         meta = outcome.expectation_config.meta or {}
         if outcome.exception_info and outcome.exception_info.get("raised_exception"):
@@ -317,13 +348,10 @@ def _row_errors(result: Any, files: list[FileRows]) -> dict[str, list[RowError]]
             raise RuntimeError("the validation frame does not match its suite's columns")
         if outcome.success or meta.get("code") == "header":
             continue
-        code, column = meta["code"], meta["column"]
-        for label, line in _failing_rows(outcome.result, files):
-            key = (label, int(line), column)
-            if key not in worst or _RANK[code] < _RANK[worst[key]]:
-                worst[key] = code
-    errors: dict[str, list[RowError]] = {}
-    for (label, line, column), code in sorted(worst.items()):  # by line, then column
-        message = rules.message(code, column, values[label, line].get(column))
-        errors.setdefault(label, []).append(RowError(line, column, code, message))
-    return errors
+        for found in outcome.result.get("unexpected_index_list") or ():
+            lines = np.asarray(found[LINE], dtype=np.int64)
+            if FILE in found:
+                file_no = np.fromiter((number[f] for f in found[FILE]), np.int64, len(lines))
+            else:
+                file_no = np.zeros(len(lines), dtype=np.int64)
+            yield meta["column"], meta["code"], file_no, lines
