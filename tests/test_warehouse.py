@@ -11,6 +11,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -573,7 +574,7 @@ def test_a_process_killed_during_its_copy_leaves_nothing(pg_engine: Engine, pg_u
         insert(ReviewRequestRow),
         [
             {
-                **vars(brand(f"C{CRASH_ORDERS // 2:06d}")),
+                **asdict(brand(f"C{CRASH_ORDERS // 2:06d}")),
                 "import_id": "holder",
                 "created_at": PROCESSED_AT,
             }

@@ -47,7 +47,7 @@ class Record:
     values: dict[str, str]
 
 
-@dataclass
+@dataclass(slots=True)
 class ReviewRequest:
     """One row of ``review_requests``, before it is written."""
 
