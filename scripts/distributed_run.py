@@ -464,12 +464,6 @@ class Run:
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
                 # Only the run this script triggers: no scheduled run takes the files first.
                 "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-                # A task whose worker died is failed (then retried) after 30 s without heartbeat,
-                # not the default 300 s; supervisors heartbeat every 5 s.
-                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(
-                    self.args.heartbeat_timeout
-                ),
-                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
                 "AIRFLOW_CONN_REVIEW_WAREHOUSE": json.dumps(warehouse),
                 "REVIEW_INGEST_DATA_DIR": str(self.tmp / "data"),
@@ -477,11 +471,16 @@ class Run:
                 "REVIEW_INGEST_MIN_FILE_AGE_SECONDS": "0",
                 "REVIEW_INGEST_WAREHOUSE_POOL": "warehouse",
                 "REVIEW_INGEST_BATCH_SIZE": str(self.args.batch_size),
-                # The DAGs' delay between tries (5 minutes by default): a killed task comes back
-                # this long after its missing heartbeats are noticed.
-                "REVIEW_INGEST_RETRY_DELAY_SECONDS": str(self.args.retry_delay),
             }
         )
+        # The deployment's settings unless told otherwise: a task whose worker died is failed
+        # after Airflow's heartbeat timeout (300 s), then retried after the DAGs' delay (300 s).
+        if self.args.heartbeat_timeout is not None:
+            env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] = str(
+                self.args.heartbeat_timeout
+            )
+        if self.args.retry_delay is not None:
+            env["REVIEW_INGEST_RETRY_DELAY_SECONDS"] = str(self.args.retry_delay)
         return env
 
     def worker_env(self, env: dict[str, str], worker: str) -> dict[str, str]:
@@ -966,8 +965,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--heartbeat-timeout",
         type=int,
-        default=30,
-        help="[scheduler] task_instance_heartbeat_timeout, seconds",
+        help="[scheduler] task_instance_heartbeat_timeout, seconds (default: Airflow's, 300, as "
+        "deployed; shorter only to try the script by hand)",
     )
     parser.add_argument(
         "--kill-after-files",
@@ -978,10 +977,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--retry-delay",
         type=float,
-        default=15,
-        help="seconds between two tries of a task (REVIEW_INGEST_RETRY_DELAY_SECONDS)",
+        help="seconds between two tries of a task (REVIEW_INGEST_RETRY_DELAY_SECONDS; default: "
+        "the DAGs', 300, as deployed)",
     )
-    parser.add_argument("--timeout", type=float, default=900, help="seconds the run may take")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=1800,
+        help="seconds the run may take (a killed worker's tasks come back after about 10 min)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
     if args.files < 1 or args.merchants < 1:

@@ -70,7 +70,7 @@ def test_tasks_of_a_killed_worker_finish_on_the_other_exactly_once():
     # Files of 4,000 rows and more (over 256 KiB) are validated one by one: a batch then lasts
     # long enough to be caught half done (small files validated together load in a blink).
     code, summary, out = run_script(
-        "--files", "40", "--merchants", "10", "--copies", "1000", "--kill-worker", timeout=1200
+        "--files", "40", "--merchants", "10", "--copies", "1000", "--kill-worker", timeout=2100
     )
 
     assert code == 0 and summary.get("ok"), out[-8000:]
