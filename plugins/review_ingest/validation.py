@@ -320,13 +320,14 @@ def _row_errors(result: Any, files: list[FileRows]) -> dict[str, list[RowError]]
         (file_no[1:] != file_no[:-1]) | (line[1:] != line[:-1]) | (column[1:] != column[:-1])
     )
     errors: dict[str, list[RowError]] = {}
-    values: dict[int, dict[int, dict[str, str]]] = {}
+    by_line: dict[int, dict[int, Record]] = {}
     for f, n, c, r in zip(*(a[first].tolist() for a in (file_no, line, column, rank)), strict=True):
-        if f not in values:
-            values[f] = {rec.line: rec.values for rec in files[f].records}
-        code, name = rules.PRIORITY[r], columns[c]
-        message = rules.message(code, name, values[f][n].get(name))
-        errors.setdefault(files[f].label, []).append(RowError(n, name, code, message))
+        if f not in by_line:
+            by_line[f] = {rec.line: rec for rec in files[f].records}
+        rec, code, name = by_line[f][n], rules.PRIORITY[r], columns[c]
+        message = rules.message(code, name, rec.values.get(name))
+        # The record's own line number: one int object per row, not one per error.
+        errors.setdefault(files[f].label, []).append(RowError(rec.line, name, code, message))
     return errors
 
 
