@@ -1,0 +1,109 @@
+"""Data Docs as the history grows: a batch's page build and a run's index build against the
+number of validation results already stored (``<data>/gx/``, never purged: the reports link
+to their pages).
+
+For each ``--sizes`` count, a fresh data folder gets one real validation of a 20-row file, then
+that many earlier results (copies of it under other run names, as earlier days' imports leave
+them), then a new validation. Timed, in this process: the new result's page as a batch builds
+it (``Validation.build_docs(..., index=False)``), the same page as Great Expectations'
+``build_data_docs(resource_identifiers=[...])`` builds it (what the pipeline did before: it lists
+every stored result first), and the index (``Validation.build_index``, once per DAG run).
+
+    .venv/bin/python benchmarks/bench_docs_history.py                     # ~1 min
+    .venv/bin/python benchmarks/bench_docs_history.py --sizes 0,1000,10000,50000
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import bench_ingest as bi
+
+from review_ingest.merchants import Merchant
+from review_ingest.pipeline import Ingest
+from review_ingest.reading import read_file
+from review_ingest.templates import TEMPLATES
+from review_ingest.validation import FileRows, Validation
+
+MERCHANT = Merchant("history", template=bi.TEMPLATE)
+ROWS = 20
+
+
+def small_file(folder: Path) -> list[Any]:
+    path = folder / "orders.csv"
+    rng = random.Random(7)
+    bi.write_rows(path, bi.valid_rows("H-", bi.paris_today(), rng), None, ROWS)
+    return read_file(path.read_bytes(), TEMPLATES[MERCHANT.template]).records
+
+
+def validate(validation: Validation, records: list[Any], label: str) -> Any:
+    rows = FileRows(label, "orders.csv", records)
+    template = TEMPLATES[MERCHANT.template]
+    checks = validation.check_files([rows], template, MERCHANT, dt.date.today(), label)
+    return checks[label].result_id
+
+
+def add_history(results_dir: Path, count: int) -> None:
+    source = next(results_dir.rglob("*.json"))
+    suite = source.relative_to(results_dir).parts[0]
+    for number in range(count):
+        stamp = f"20250101T{number // 3600 % 24:02d}{number // 60 % 60:02d}{number % 60:02d}"
+        folder = results_dir / suite / f"earlier-{number:06d}" / f"{stamp}.{number:06d}Z"
+        folder.mkdir(parents=True)
+        shutil.copyfile(source, folder / source.name)
+
+
+def timed(action: Any) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def one_size(tmp: Path, count: int) -> dict[str, Any]:
+    data_dir = tmp / f"history_{count}"
+    validation = Ingest(data_dir).validation
+    records = small_file(tmp)
+    validation.build_docs([validate(validation, records, "seed")], index=True)
+    add_history(data_dir / "gx", count)
+    new = validate(validation, records, "new")
+    page = timed(lambda: validation.build_docs([new], index=False))
+    site_builder = timed(
+        lambda: validation.context.build_data_docs(resource_identifiers=[new], build_index=False)
+    )
+    index = timed(validation.build_index)
+    shutil.rmtree(data_dir)
+    return {
+        "stored_results": count + 2,
+        "page_build_s": round(page, 3),
+        "site_builder_page_build_s": round(site_builder, 3),
+        "index_build_s": round(index, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="0,1000,10000")
+    parser.add_argument("--out", type=Path, default=bi.OUT_DIR / "results_docs_history.json")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench_docs_") as tmp:
+        for count in (int(size) for size in args.sizes.split(",")):
+            results.append(one_size(Path(tmp), count))
+            print(json.dumps(results[-1]), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    body = {"results": results, "seconds": round(time.perf_counter() - start, 1)}
+    args.out.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    print(f"results: {args.out} ({body['seconds']} s)")
+
+
+if __name__ == "__main__":
+    main()
