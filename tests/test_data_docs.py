@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from review_ingest import data_docs, runs
+from review_ingest import validation as validation_module
 from review_ingest.merchants import Merchant
 from review_ingest.pipeline import Ingest
 from tests.helpers import sample_for_yesterday
@@ -341,9 +342,52 @@ def test_a_batch_builds_its_pages_without_listing_the_stored_results(tmp_path, m
     assert_offline(tmp_path / "data_docs", page)
 
     runs.build_docs_index(["a batch"])
-    assert listed, "the index is made from the stored results and the pages on disk"
+    assert listed == []
     index = (tmp_path / "data_docs" / "index.html").read_text(encoding="utf-8")
     assert reports[0]["validation"]["data_docs"] in index
+
+
+def test_the_index_lists_the_latest_pages_only(tmp_path, monkeypatch):
+    """The index shows the newest ``DOCS_INDEX_LIMIT`` pages; older ones stay on disk (their
+    reports link to them)."""
+    monkeypatch.setenv("REVIEW_INGEST_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(validation_module, "DOCS_INDEX_LIMIT", 2)
+    docs = tmp_path / "data_docs"
+    pages = [
+        run_batch(tmp_path, {f"{name}.csv": "shop-web"}, index=False)[0]["validation"]["data_docs"]
+        for name in ("first", "second", "third")
+    ]
+    runs.build_docs_index(["a batch"])
+
+    index = (docs / "index.html").read_text(encoding="utf-8")
+    assert [page in index for page in pages] == [False, True, True]
+    assert (docs / pages[0]).is_file()
+    latest = json.loads((docs / validation_module.LATEST_PAGES).read_text(encoding="utf-8"))
+    assert ["/".join(["validations", *key]) + ".html" for key in latest] == pages[:0:-1]
+
+
+def test_the_index_is_the_one_the_site_builder_makes(tmp_path, monkeypatch):
+    """Same index as Great Expectations' index builder makes from every page and result, but
+    for the random ids of its collapsible blocks; and the same again when the list of the
+    latest pages is missing (a site built before it existed)."""
+    monkeypatch.setenv("REVIEW_INGEST_DATA_DIR", str(tmp_path))
+    docs = tmp_path / "data_docs"
+    run_batch(tmp_path, {"a.csv": "shop-web"}, index=False)
+    run_batch(tmp_path, {"b.csv": "shop-products", "c.csv": "shop-web"}, index=False)
+    validation = Ingest(tmp_path).validation
+
+    def index() -> str:
+        data_docs.make_offline(docs, [])
+        return UUID.sub("<id>", (docs / "index.html").read_text(encoding="utf-8"))
+
+    validation.build_index()
+    ours = index()
+    validation._site().site_index_builder.build(build_index=True)
+    assert index() == ours
+    (docs / validation_module.LATEST_PAGES).unlink()
+    validation.build_index()
+    assert index() == ours
+    assert len(set(re.findall(r"validations/[^\"' ]+\.html", ours))) == 3
 
 
 def test_a_page_is_the_one_the_site_builder_renders(tmp_path):

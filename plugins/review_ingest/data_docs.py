@@ -126,7 +126,7 @@ def make_offline(docs_dir: Path, pages: Iterable[str], *, index: bool = True) ->
             text = path.read_text(encoding="utf-8")
             offline = offline_html(text, page)
             if offline != text:
-                _write_atomic(path, offline)
+                write_atomic(path, offline)
 
 
 def install_vendor(docs_dir: Path) -> None:
@@ -140,7 +140,7 @@ def install_vendor(docs_dir: Path) -> None:
         if copy.is_file() and copy.stat().st_size == source.stat().st_size:
             continue
         copy.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(copy, source.read_bytes())
+        write_atomic(copy, source.read_bytes())
 
 
 def offline_html(text: str, page: str) -> str:
@@ -189,7 +189,7 @@ def _css_url(url: str, prefix: str) -> str:
     return "none"
 
 
-def _write_atomic(path: Path, content: str | bytes) -> None:
+def write_atomic(path: Path, content: str | bytes) -> None:
     """Readers see the old file or the new one, never half of one. The temporary name does not
     end in ``.html``, so Great Expectations never takes it for a page."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
