@@ -369,7 +369,7 @@ def test_the_index_lists_the_latest_pages_only(tmp_path, monkeypatch):
 def test_the_index_is_the_one_the_site_builder_makes(tmp_path, monkeypatch):
     """Same index as Great Expectations' index builder makes from every page and result, but
     for the random ids of its collapsible blocks; and the same again when the list of the
-    latest pages is missing (a site built before it existed)."""
+    latest pages is damaged or missing (a site built before it existed)."""
     monkeypatch.setenv("REVIEW_INGEST_DATA_DIR", str(tmp_path))
     docs = tmp_path / "data_docs"
     run_batch(tmp_path, {"a.csv": "shop-web"}, index=False)
@@ -384,6 +384,10 @@ def test_the_index_is_the_one_the_site_builder_makes(tmp_path, monkeypatch):
     ours = index()
     validation._site().site_index_builder.build(build_index=True)
     assert index() == ours
+    for damaged in ("", "[[1, 2]", '{"not": "a list of keys"}', "[[1, 2]]"):
+        (docs / validation_module.LATEST_PAGES).write_text(damaged, encoding="utf-8")
+        validation.build_index()
+        assert index() == ours, damaged
     (docs / validation_module.LATEST_PAGES).unlink()
     validation.build_index()
     assert index() == ours

@@ -297,18 +297,24 @@ class Validation:
     def _latest(self) -> list[Any]:
         """The identifiers of the latest pages, newest first (``<docs>/.latest-pages.json``).
 
-        Without that file (a site built before it existed), the pages on disk, listed once."""
+        Without that file (a site built before it existed), or when it cannot be read, the
+        pages on disk, listed once: the next page build writes the file again."""
         from great_expectations.data_context.types.resource_identifiers import (
             ValidationResultIdentifier,
         )
 
         path = self.docs_dir / LATEST_PAGES
-        if path.is_file():
-            keys = [tuple(key) for key in json.loads(path.read_text(encoding="utf-8"))]
-        else:
-            site = self._site().target_store.store_backends[ValidationResultIdentifier]
-            keys = list(site.list_keys())
-        return _newest(ValidationResultIdentifier.from_tuple(key) for key in keys)
+        try:
+            keys = json.loads(path.read_text(encoding="utf-8"))
+            if not _page_keys(keys):
+                raise ValueError("not a list of page keys")
+            return _newest(ValidationResultIdentifier.from_tuple(tuple(key)) for key in keys)
+        except FileNotFoundError:
+            pass
+        except ValueError as exc:
+            log.warning("Data Docs: %s cannot be read (%s): listing the pages on disk", path, exc)
+        site = self._site().target_store.store_backends[ValidationResultIdentifier]
+        return _newest(ValidationResultIdentifier.from_tuple(key) for key in site.list_keys())
 
     def _remember_latest(self, result_ids: list[Any]) -> None:
         """Add these pages to the latest pages, keeping the ``DOCS_INDEX_LIMIT`` newest."""
@@ -337,6 +343,14 @@ class Validation:
                 },
             )
         return self._site_builder
+
+
+def _page_keys(value: Any) -> bool:
+    """Whether ``value`` is a list of page keys: (suite, run name, run time, batch) each."""
+    return isinstance(value, list) and all(
+        isinstance(key, list) and len(key) == 4 and all(isinstance(part, str) for part in key)
+        for key in value
+    )
 
 
 def _newest(result_ids: Iterable[Any]) -> list[Any]:
