@@ -338,7 +338,6 @@ def test_a_batch_builds_its_pages_without_listing_the_stored_results(tmp_path, m
 
     assert listed == []
     page = tmp_path / "data_docs" / reports[0]["validation"]["data_docs"]
-    assert "BAD-second.csv" not in page.read_text(encoding="utf-8")  # lines only, no values
     assert_offline(tmp_path / "data_docs", page)
 
     runs.build_docs_index(["a batch"])

@@ -7,8 +7,8 @@ and a logo from CDNs: offline, the index's table stays empty. After each build t
 by relative paths, so the docs work opened from disk and served under any URL prefix.
 
 Workers build into one folder: ``build_lock`` serialises build and rewrite, so that the index
-(which Great Expectations makes from the pages on disk) is never written by two at once and lists
-every page built before it.
+(made from the list of the latest pages that each build updates, see ``validation``) is never
+written by two at once and lists every page built before it.
 """
 
 from __future__ import annotations

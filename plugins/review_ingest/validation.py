@@ -112,8 +112,8 @@ class Validation:
                 "class_name": "SiteBuilder",
                 "show_how_to_buttons": False,
                 "store_backend": _filesystem(docs_dir),
-                # The index reads every result it lists: bound it so that building the docs
-                # does not grow with the history (older pages stay on disk).
+                # The index shows the newest pages only (older pages stay on disk): the
+                # list it is made from (``_latest``) keeps that many too.
                 "site_index_builder": {
                     "class_name": "DefaultSiteIndexBuilder",
                     "validation_results_limit": DOCS_INDEX_LIMIT,
@@ -231,9 +231,9 @@ class Validation:
         ids = [r for r in result_ids if r is not None]
         if ids and self.docs_dir is not None:
             with data_docs.build_lock(self.docs_dir):
-                self._build_pages(ids)
+                latest = self._build_pages(ids)
                 if index:
-                    self._write_index()
+                    self._write_index(latest)
                 pages = [data_docs.page_path(r) for r in ids]
                 data_docs.make_offline(self.docs_dir, pages, index=index)
 
@@ -243,12 +243,12 @@ class Validation:
             return
         with data_docs.build_lock(self.docs_dir):
             self._site().target_store.copy_static_assets()
-            self._write_index()
+            self._write_index(self._latest())
             data_docs.make_offline(self.docs_dir, [])
 
-    def _build_pages(self, result_ids: list[Any]) -> None:
+    def _build_pages(self, result_ids: list[Any]) -> list[Any]:
         """Render the page of each of these stored results, as the site's builder renders it,
-        and remember them among the latest pages.
+        and remember them among the latest pages; returns the latest pages.
 
         Asked for some pages, Great Expectations' SiteBuilder still lists every stored result
         and reads its key (1.6 s for 10,000 of them): a batch would cost more with each day of
@@ -277,16 +277,15 @@ class Validation:
             section.target_store.set(key, page)
             built.append(result_id)
         site.target_store.copy_static_assets()
-        self._remember_latest(built)
+        return self._remember_latest(built)
 
-    def _write_index(self) -> None:
-        """The index of the ``DOCS_INDEX_LIMIT`` latest pages, as the site's index builder makes
-        it, from the list of the latest pages rather than from every page and stored result
-        (which it lists and sorts each time: 0.8 s for 10,000 results, once per DAG run, growing
-        with each day)."""
+    def _write_index(self, latest: list[Any]) -> None:
+        """The index of these latest pages, as the site's index builder makes it, but from
+        them rather than from every page and stored result (which it lists and sorts each
+        time: 5.3 s for 10,000 results, growing with each day)."""
         builder = self._site().site_index_builder
         links: dict[str, Any] = OrderedDict(site_name=builder.site_name)
-        builder._add_validations_to_index_links(links, self._latest())
+        builder._add_validations_to_index_links(links, latest)
         page = builder.view_class.render(
             builder.renderer_class.render(links),
             data_context_id=builder.data_context_id,
@@ -316,31 +315,23 @@ class Validation:
         site = self._site().target_store.store_backends[ValidationResultIdentifier]
         return _newest(ValidationResultIdentifier.from_tuple(key) for key in site.list_keys())
 
-    def _remember_latest(self, result_ids: list[Any]) -> None:
-        """Add these pages to the latest pages, keeping the ``DOCS_INDEX_LIMIT`` newest."""
+    def _remember_latest(self, result_ids: list[Any]) -> list[Any]:
+        """Add these pages to the latest pages, keeping the ``DOCS_INDEX_LIMIT`` newest; returns
+        them."""
+        latest = self._latest()
         if not result_ids:
-            return
-        keys = _newest([*self._latest(), *result_ids])
+            return latest
+        keys = _newest([*latest, *result_ids])
         data_docs.write_atomic(
             self.docs_dir / LATEST_PAGES, json.dumps([list(key.to_tuple()) for key in keys])
         )
+        return keys
 
     def _site(self) -> Any:
-        """The local site's SiteBuilder, made from its config as ``build_data_docs`` makes it."""
+        """The local site's SiteBuilder, made by the context as ``build_data_docs`` makes it."""
         if self._site_builder is None:
-            from great_expectations.data_context.util import instantiate_class_from_config
-
-            self._site_builder = instantiate_class_from_config(
-                config=self.context.variables.data_docs_sites[SITE],
-                runtime_environment={
-                    "data_context": self.context,
-                    "root_directory": self.context.root_directory,
-                    "site_name": SITE,
-                },
-                config_defaults={
-                    "class_name": "SiteBuilder",
-                    "module_name": "great_expectations.render.renderer.site_builder",
-                },
+            self._site_builder = self.context._init_site_builder_for_data_docs_site_creation(
+                site_name=SITE, site_config=self.context.variables.data_docs_sites[SITE]
             )
         return self._site_builder
 
