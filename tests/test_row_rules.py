@@ -185,7 +185,7 @@ WEBSITE_ROWS: list[Row] = [
     # invalid_language
     *[
         bad(f"language-{v}", "language", "invalid_language", language=v)
-        for v in ("xx", "fra", "f", "f1", "fr-FR")
+        for v in ("xx", "fra", "f", "f1", "fr-FR", "\u212aA", "e\u017f")
     ],
     *[ok(f"language-{v}", language=v) for v in ("FR", "en", "De", "")],
     # value_too_long: that error only, even when the value also breaks another rule

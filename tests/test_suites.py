@@ -4,9 +4,12 @@ rule of the contract that a suite holds is in each template's suite."""
 from __future__ import annotations
 
 import json
+import re
+import string
 
 import pytest
 
+from review_ingest.rules import LANGUAGE, LANGUAGES
 from review_ingest.suites import suite_dict, suite_path
 from review_ingest.templates import TEMPLATES
 
@@ -36,3 +39,16 @@ def test_every_column_has_its_checks(template):
             ("gtin_ean", "invalid_gtin"),
             ("delay_product", "invalid_delay"),
         } <= codes
+
+
+def test_the_language_regex_is_the_set_of_codes_in_any_case():
+    """The suite's regex accepts a code's four spellings and nothing else: no other letters
+    that a case-insensitive match would fold to ASCII (Kelvin sign, long s, dotless i)."""
+    letters = string.ascii_letters + "\u212a\u017f\u0131\u0130"
+    for a in letters:
+        for b in letters:
+            value = a + b
+            expected = value.isascii() and value.lower() in LANGUAGES
+            assert (re.search(LANGUAGE, value) is not None) == expected, value
+    for value in ("fr\n", "\nfr", " fr", "fr ", "fra", "f", "", "fr|en"):
+        assert re.search(LANGUAGE, value) is None, value
