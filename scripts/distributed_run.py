@@ -14,11 +14,13 @@ tasks are retried on worker2.
 
 Checks: the run succeeded; every file is loaded exactly once (one ``loaded`` import per file,
 the expected number of review requests, no request twice); every file is in ``processed/``; which
-worker ran which ``ingest_batch`` task (both, without ``--kill-worker``). The last line printed is
-a JSON summary. Everything started is stopped, the databases dropped and the Redis database
-flushed, whatever happens. Exit 0 when every check passes, 1 when one fails, 2 when PostgreSQL or
-Redis is missing. Logs and files stay in the temporary folder (printed) when a check fails or with
-``--keep``.
+worker ran which ``ingest_batch`` task (both, without ``--kill-worker``); that every task found
+Great Expectations loaded by its worker (the workers run ``review_ingest_celery.CELERY_CONFIG``,
+as deployed; ``--without-preload`` runs Airflow's own, and each task imports it). The last line
+printed is a JSON summary. Everything started is stopped, the databases dropped and the Redis
+database flushed, whatever happens. Exit 0 when every check passes, 1 when one fails, 2 when
+PostgreSQL or Redis is missing. Logs and files stay in the temporary folder (printed) when a check
+fails or with ``--keep``.
 
 Each worker reports itself as ``worker1@<host>`` / ``worker2@<host>`` in task_instance.hostname
 (a ``[core] hostname_callable`` written into the temporary folder), as two machines would.
@@ -481,6 +483,9 @@ class Run:
             )
         if self.args.retry_delay is not None:
             env["REVIEW_INGEST_RETRY_DELAY_SECONDS"] = str(self.args.retry_delay)
+        # As deployed: each worker loads the pipeline's libraries once (review_ingest.preload).
+        if not self.args.without_preload:
+            env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] = "review_ingest_celery.CELERY_CONFIG"
         return env
 
     def worker_env(self, env: dict[str, str], worker: str) -> dict[str, str]:
@@ -824,10 +829,27 @@ class Run:
         else:
             self.check_retried(tries)
 
+        loads = self.gx_loads(current)
+        if not self.args.without_preload and loads.get("imported"):
+            self.problems.append(
+                f"{loads['imported']} ingest_batch task(s) imported Great Expectations themselves:"
+                " the workers did not preload it"
+            )
+        seconds = sorted(
+            (t["end_date"] - t["start_date"]).total_seconds()
+            for t in current
+            if t["state"] == "success" and t["start_date"] and t["end_date"]
+        )
+
         _, queued_at, end_date = self.run_state()
         self.summary.update(
             {
                 "run_state": state,
+                "great_expectations": loads,
+                "task_seconds": {
+                    "median": round(seconds[len(seconds) // 2], 2) if seconds else None,
+                    "total": round(sum(seconds), 1),
+                },
                 "wall_seconds": round((end_date - queued_at).total_seconds(), 1)
                 if queued_at and end_date
                 else None,
@@ -841,6 +863,26 @@ class Run:
                 "extra_copies_in_processed": extra_copies,
             }
         )
+
+    def gx_loads(self, tries: list[dict[str, Any]]) -> dict[str, int]:
+        """How the process of each of these ingest_batch tries got Great Expectations, by its
+        log: ``preloaded`` (already loaded, by its worker), ``imported`` or ``unknown``."""
+        folder = (
+            self.tmp / "airflow" / "logs" / f"dag_id={DAG_ID}" / f"run_id={self.run_id}"
+            / f"task_id={TASK_ID}"
+        )  # fmt: skip
+        counts: dict[str, int] = {}
+        for t in tries:
+            path = folder / f"map_index={t['map_index']}" / f"attempt={t['try_number']}.log"
+            text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+            if "Great Expectations: already loaded" in text:
+                kind = "preloaded"
+            elif "Great Expectations: imported in" in text:
+                kind = "imported"
+            else:
+                kind = "unknown"
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
 
     def check_retried(self, tries: list[dict[str, Any]]) -> None:
         killed = self.summary.get("killed")
@@ -985,6 +1027,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=1800,
         help="seconds the run may take (a killed worker's tasks come back after about 10 min)",
+    )
+    parser.add_argument(
+        "--without-preload",
+        action="store_true",
+        help="Airflow's own Celery configuration: each task imports Great Expectations itself "
+        "(to measure what review_ingest_celery.CELERY_CONFIG saves)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)

@@ -483,3 +483,23 @@ def test_airflow_worker_can_be_scaled(services: dict[str, dict[str, Any]]) -> No
         if (port.get("published") if isinstance(port, dict) else ":" in str(port))
     ]
     assert not fixed_ports, f"host ports on airflow-worker prevent scaling: {fixed_ports}"
+
+
+def test_celery_workers_preload_the_pipeline_libraries(
+    airflow_services: dict[str, dict[str, Any]],
+) -> None:
+    """Every component reads the same Celery settings: Airflow's own, and the import of
+    review_ingest.preload when a worker starts (scripts/distributed_run.py runs with them)."""
+    import importlib
+
+    from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
+
+    values = {
+        name: environment(service).get("AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS")
+        for name, service in airflow_services.items()
+    }
+    assert set(values.values()) == {"review_ingest_celery.CELERY_CONFIG"}, values
+    module, _, name = "review_ingest_celery.CELERY_CONFIG".rpartition(".")
+    config = getattr(importlib.import_module(module), name)
+    assert {k: v for k, v in config.items() if k != "imports"} == DEFAULT_CELERY_CONFIG
+    assert "review_ingest.preload" in config["imports"]

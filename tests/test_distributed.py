@@ -64,6 +64,8 @@ def test_files_spread_over_two_workers_load_exactly_once():
     assert workers["worker1"].get("success", 0) >= 1, workers
     assert workers["worker2"].get("success", 0) >= 1, workers
     assert sum(w.get("success", 0) for w in workers.values()) == summary["mapped_tasks"]
+    # Each worker loaded Great Expectations when it started: no task imported it again.
+    assert summary["great_expectations"] == {"preloaded": summary["mapped_tasks"]}
 
 
 def test_tasks_of_a_killed_worker_finish_on_the_other_exactly_once():

@@ -19,6 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import sys
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -86,8 +88,19 @@ class Validation:
     ):
         """Without ``docs_dir`` no Data Docs are built; without ``results_dir`` results stay in
         memory (``check``)."""
-        _quiet_gx_logs()
+        quiet_gx_logs()
+        preloaded = "great_expectations" in sys.modules
+        started = time.perf_counter()
         import great_expectations as gx
+
+        if preloaded:
+            log.info("Great Expectations: already loaded in this process")
+        else:
+            log.info(
+                "Great Expectations: imported in %.1f s (Celery workers load it once with "
+                "review_ingest_celery.CELERY_CONFIG)",
+                time.perf_counter() - started,
+            )
         from great_expectations.data_context.types.base import (
             DataContextConfig,
             InMemoryStoreBackendDefaults,
@@ -354,7 +367,7 @@ def _filesystem(directory: Path) -> dict[str, str]:
     return {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(directory)}
 
 
-def _quiet_gx_logs() -> None:
+def quiet_gx_logs() -> None:
     """Great Expectations logs hundreds of info lines at import under Airflow's log config."""
     for name in ("great_expectations", "great_expectations._docs_decorators"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,0 +1,90 @@
+"""Celery workers load the pipeline's libraries once (``review_ingest_celery``,
+``review_ingest.preload``): what a worker does when it starts, in a fresh interpreter, and what
+the tasks it forks then find. The real workers of scripts/distributed_run.py are checked by
+tests/test_distributed.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_python(code: str) -> dict:
+    """Run ``code`` in a fresh interpreter (the package on its path); the JSON it prints last."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "plugins")}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_a_worker_starting_with_the_configuration_imports_the_libraries():
+    # What a Celery worker does at start-up, before forking its pool: import the default modules.
+    found = run_python(
+        """
+import json, sys
+from celery import Celery
+from review_ingest_celery import CELERY_CONFIG
+app = Celery("review_ingest_test", config_source=CELERY_CONFIG)
+before = sorted({"great_expectations", "pandas", "review_ingest.pipeline"} & set(sys.modules))
+app.loader.import_default_modules()
+after = sorted({"great_expectations", "pandas", "review_ingest.pipeline"} & set(sys.modules))
+print(json.dumps({"before": before, "after": after}))
+"""
+    )
+    assert found == {
+        "before": [],
+        "after": ["great_expectations", "pandas", "review_ingest.pipeline"],
+    }
+
+
+def test_the_preload_leaves_no_thread_or_open_file_for_the_forks():
+    found = run_python(
+        """
+import json, os, threading
+fds = set(os.listdir("/proc/self/fd"))
+import review_ingest.preload
+print(json.dumps({
+    "threads": threading.active_count(),
+    "new_fds": sorted(set(os.listdir("/proc/self/fd")) - fds),
+}))
+"""
+    )
+    assert found == {"threads": 1, "new_fds": []}
+
+
+def test_a_forked_task_finds_great_expectations_loaded_and_says_so():
+    found = run_python(
+        """
+import json, logging, os, sys
+records = []
+handler = logging.Handler()
+handler.emit = lambda record: records.append(record.getMessage())
+logging.getLogger("review_ingest.validation").addHandler(handler)
+logging.getLogger("review_ingest.validation").setLevel(logging.INFO)
+
+from review_ingest.validation import Validation
+Validation(None, None)
+alone = [m for m in records if m.startswith("Great Expectations")]
+records.clear()
+
+read, write = os.pipe()
+if os.fork() == 0:  # as Airflow's supervisor starts a task
+    Validation(None, None)
+    os.write(write, json.dumps([m for m in records if m.startswith("Great")]).encode())
+    os._exit(0)
+os.wait()
+forked = json.loads(os.read(read, 65536))
+print(json.dumps({"alone": alone, "forked": forked}))
+"""
+    )
+    assert len(found["alone"]) == 1
+    assert found["alone"][0].startswith("Great Expectations: imported in ")
+    assert "review_ingest_celery.CELERY_CONFIG" in found["alone"][0]
+    assert found["forked"] == ["Great Expectations: already loaded in this process"]
