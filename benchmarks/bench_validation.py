@@ -1,0 +1,75 @@
+"""One Great Expectations validation of a batch of small files, per template: its fixed cost.
+
+Ten copies of the template's sample (a few rows each) go through ``Validation.check_files`` as
+a batch does, in this process, after one untimed warm-up; the median of ``--repeat`` runs per
+template. ``--suites DIR`` validates with other saved suites (for instance an earlier commit's
+``include/expectations``, from ``git archive``), to compare two versions of them in one run:
+the rounds alternate between the two.
+
+    .venv/bin/python benchmarks/bench_validation.py                      # ~30 s
+    .venv/bin/python benchmarks/bench_validation.py --suites /tmp/old/include/expectations
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from review_ingest import samples
+from review_ingest.merchants import default_merchant
+from review_ingest.reading import read_file
+from review_ingest.settings import EXPECTATIONS_DIR
+from review_ingest.templates import TEMPLATES
+from review_ingest.validation import FileRows, Validation
+
+
+def timings(suites: dict[str, Path], repeat: int, files: int) -> dict[str, dict[str, float]]:
+    """Median seconds of a validation of ``files`` small files, per suites folder and template."""
+    validations = {
+        name: Validation(None, None, suites_dir=folder) for name, folder in suites.items()
+    }
+    found: dict[str, dict[str, list[float]]] = {name: {} for name in suites}
+    for template_id, template in TEMPLATES.items():
+        data = samples.sample_path(template_id).read_bytes()
+        records = read_file(data, template).records
+        as_of = samples.latest_date(data.decode("utf-8"))
+        merchant = default_merchant(template_id)
+        batch = [FileRows(f"f{i}", f"f{i}.csv", records) for i in range(files)]
+        for name, validation in validations.items():
+            validation.check_files(batch, template, merchant, as_of, "warm-up")
+            found[name][template_id] = []
+        for _ in range(repeat):
+            for name, validation in validations.items():
+                started = time.perf_counter()
+                validation.check_files(batch, template, merchant, as_of, "timed")
+                found[name][template_id].append(time.perf_counter() - started)
+    return {
+        name: {t: statistics.median(runs) for t, runs in per.items()} for name, per in found.items()
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suites", type=Path, help="other saved suites to compare with")
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--files", type=int, default=10)
+    args = parser.parse_args(argv)
+    suites = {"current": EXPECTATIONS_DIR}
+    if args.suites:
+        suites["other"] = args.suites
+    medians = timings(suites, args.repeat, args.files)
+    print(f"{'template':<18}" + "".join(f"{name:>10}" for name in suites))
+    for template_id in TEMPLATES:
+        row = "".join(f"{medians[name][template_id]:>9.3f}s" for name in suites)
+        ratio = ""
+        if args.suites:
+            ratio = f"{medians['other'][template_id] / medians['current'][template_id]:>8.2f}x"
+        print(f"{template_id:<18}{row}{ratio}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
