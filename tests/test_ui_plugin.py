@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -32,3 +33,28 @@ def test_the_app_is_built_once_on_first_use():
     first = lazy.build()
     assert lazy.build() is first
     assert [r.path for r in first.routes if getattr(r, "path", "") == "/api/imports"]
+
+
+def test_airflow_loads_the_ui_plugin_and_no_other_file_of_the_folder(tmp_path):
+    """Airflow's plugin manager imports every file of the plugins folder that .airflowignore
+    does not name: the package and the workers' Celery settings (which import the Celery
+    provider) stay out of every component's start-up."""
+    code = (
+        "import os, sys\n"
+        "from airflow import plugins_manager\n"
+        "plugins_manager.ensure_plugins_loaded()\n"
+        "print(sorted(m for m in sys.modules if m.startswith('review_ingest')))\n"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
+        "AIRFLOW_HOME": str(tmp_path),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    loaded = done.stdout.strip().splitlines()[-1]
+    assert (
+        loaded == "['review_ingest', 'review_ingest.web', 'review_ingest.web.lazy', "
+        "'review_ingest_ui']"
+    ), done.stdout
