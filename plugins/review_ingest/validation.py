@@ -1,8 +1,9 @@
 """Row checks with Great Expectations: the template's saved suite, run on files' records.
 
 Great Expectations and pandas are imported when a ``Validation`` is made, once per process or
-task, never when a DAG file is parsed. One ``Validation`` serves every file of a batch; Data Docs
-are built once per batch for all of its files.
+task (never, on a Celery worker that loaded them: ``review_ingest.preload``), never when a DAG
+file is parsed. One ``Validation`` serves every file of a batch; Data Docs are built once per
+batch for all of its files.
 
 ``check_files`` runs a suite once over several files: the frame is indexed by (file, line), the
 file being its import id, and each failing row goes back to its file. A run costs about half a
