@@ -226,3 +226,29 @@ def test_a_batch_stopped_on_the_way_gives_back_the_files_it_did_not_reach(tmp_pa
     assert (held.name, held.released) == ("A.csv", True)
     # B.csv was claimed and validated, never imported: it is back in its folder.
     assert sorted(p.name for p in (data / "uploads" / "web").iterdir()) == ["B.csv"]
+
+
+def test_batches_are_planned_by_what_their_files_validate_with(tmp_path, monkeypatch):
+    """Files arrive mixed over templates; each batch gets files of one template (one validation
+    instead of one per template), and each merchant's files keep their order, oldest first."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("REVIEW_INGEST_DATA_DIR", str(data))
+    monkeypatch.setenv("REVIEW_INGEST_MERCHANTS", str(tmp_path / "m.yaml"))
+    monkeypatch.setenv("REVIEW_INGEST_MIN_FILE_AGE_SECONDS", "0")
+    monkeypatch.setenv("REVIEW_INGEST_BATCH_SIZE", "2")
+    merchants = {"web-a": "website", "shop": "store", "web-b": "website"}
+    write_merchants(tmp_path / "m.yaml", merchants)
+    age = 1000
+    for number in (1, 2):
+        for merchant_id in merchants:
+            drop(data / "uploads" / merchant_id, f"{number}.csv", "x", age_seconds=age)
+            age -= 10
+
+    batches = runs.plan_upload_batches()
+
+    named = [[(i["merchant_id"], Path(i["path"]).name) for i in b] for b in batches]
+    assert named == [
+        [("shop", "1.csv"), ("shop", "2.csv")],
+        [("web-a", "1.csv"), ("web-b", "1.csv")],
+        [("web-a", "2.csv"), ("web-b", "2.csv")],
+    ]

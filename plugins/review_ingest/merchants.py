@@ -42,6 +42,12 @@ class Merchant:
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    @property
+    def validated_with(self) -> tuple[str, str, int]:
+        """What files must share, with their import day, to be validated together: the
+        template, the time zone and the oldest order day accepted."""
+        return (self.template, self.timezone, self.max_order_age_days)
+
 
 #: The settings ``check`` uses, which has no merchant (contract section 3).
 def default_merchant(template: str) -> Merchant:

@@ -346,7 +346,7 @@ class Ingest:
             except FileRejected:
                 continue
             as_of = now.astimezone(merchant.tz).date()
-            key = (template.id, merchant.tz, merchant.max_order_age_days, as_of)
+            key = (*merchant.validated_with, as_of)
             group = groups.setdefault(key, _Group(template, merchant, as_of))
             if group.size + len(data) > TOGETHER_MAX_BYTES:
                 self._validate_group(group)

@@ -43,7 +43,12 @@ def check_configuration() -> dict[str, Any]:
 def plan_upload_batches(max_batches: int = MAX_BATCHES) -> list[list[dict[str, str]]]:
     """The ready upload files, then the files of claims left by failed or killed runs (see
     ``claims``), split into batches for mapped tasks. Items name the file's upload path: the
-    task claims it there, or takes over the claim that holds it."""
+    task claims it there, or takes over the claim that holds it.
+
+    Files whose merchants share a template, a time zone and an oldest order day come together
+    (in their order otherwise, so each merchant's oldest first): a batch's small files then go
+    through one validation rather than one per template (about 0.4 s each).
+    """
     data_dir = settings.data_dir()
     pending = folders.ready_uploads(data_dir, settings.min_file_age_seconds())
     items = [{"merchant_id": p.merchant_id, "path": str(p.path)} for p in pending]
@@ -61,7 +66,13 @@ def plan_upload_batches(max_batches: int = MAX_BATCHES) -> list[list[dict[str, s
         data_dir / "uploads",
         len(left),
     )
+    merchants = read_merchants(settings.merchants_file()).merchants
+    items.sort(key=lambda item: _validated_with(merchants.get(item["merchant_id"])))
     return split(items, settings.batch_size(), max_batches)
+
+
+def _validated_with(merchant: Merchant | None) -> tuple[str, str, int]:
+    return merchant.validated_with if merchant else ("", "", 0)
 
 
 def split(items: list[Any], batch_size: int, max_batches: int) -> list[list[Any]]:
