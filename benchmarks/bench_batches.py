@@ -1,0 +1,111 @@
+"""Upload batches as Celery workers run them: planned by template, or in arrival order.
+
+The process imports ``review_ingest.preload`` as a worker does, then runs each ``ingest_batch``
+of one ``orders_upload_ingest`` run in a process forked from it, one after the other, as a
+worker forks its tasks: ``--files`` small files (the samples, as ``scripts/distributed_run.py``
+drops them) over 10 merchants of the four templates, in batches of 10, into a new PostgreSQL
+database. Once with the batches ``list_new_files`` plans (files grouped by what they validate
+with), once with the same files split in arrival order (before ``4fc21c7``), alternating for
+``--rounds``. Prints the validations' count (templates per batch) and the batches' total time.
+
+    .venv/bin/python benchmarks/bench_batches.py              # 2 rounds, ~2 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "scripts")]
+
+import distributed_run as dr  # noqa: E402  (scripts/ on the path)
+
+from tests.fixtures.postgres import new_database  # noqa: E402
+
+PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+BATCH_SIZE = 10
+
+
+def new_data(tmp: Path, files: int) -> dict[str, str]:
+    """A data folder in ``tmp`` with ``files`` ready uploads; the merchants' templates."""
+    os.environ.update(
+        REVIEW_INGEST_DATA_DIR=str(tmp / "data"),
+        REVIEW_INGEST_MERCHANTS=str(tmp / "merchants.yaml"),
+        REVIEW_INGEST_MIN_FILE_AGE_SECONDS="0",
+        REVIEW_INGEST_BATCH_SIZE=str(BATCH_SIZE),
+    )
+    merchants = dr.merchant_ids(10)
+    dr.write_merchants(tmp / "merchants.yaml", merchants)
+    dr.drop_files(tmp / "data", merchants, files)
+    return merchants
+
+
+def plan(kind: str) -> list[list[dict[str, str]]]:
+    from review_ingest import folders, runs, settings
+
+    if kind == "by template":
+        return runs.plan_upload_batches()
+    pending = folders.ready_uploads(settings.data_dir(), 0)
+    items = [{"merchant_id": p.merchant_id, "path": str(p.path)} for p in pending]
+    return runs.split(items, BATCH_SIZE, runs.MAX_BATCHES)
+
+
+def one_run(kind: str, files: int) -> dict[str, Any]:
+    from review_ingest import runs, warehouse
+
+    with (
+        tempfile.TemporaryDirectory(prefix="bench_batches_") as tmp,
+        new_database(PG_SERVER, prefix="bench_batches") as url,
+    ):
+        merchants = new_data(Path(tmp), files)
+        batches = plan(kind)
+        warehouse.migrate(warehouse.engine_for(url))
+        started = time.perf_counter()
+        for batch in batches:
+            pid = os.fork()
+            if pid == 0:  # as a worker runs a task
+                runs.ingest_uploads(batch, url)
+                os._exit(0)
+            _, status = os.waitpid(pid, 0)
+            if status != 0:
+                raise SystemExit(f"a batch failed ({kind})")
+        seconds = time.perf_counter() - started
+    templates = [len({merchants[item["merchant_id"]] for item in batch}) for batch in batches]
+    return {"batches": len(batches), "validations": sum(templates), "seconds": seconds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--files", type=int, default=120)
+    args = parser.parse_args(argv)
+    import review_ingest.preload  # noqa: F401  (as a worker does at start-up)
+
+    found: dict[str, list[dict[str, Any]]] = {"arrival order": [], "by template": []}
+    for _ in range(args.rounds):
+        for kind, runs_ in found.items():
+            runs_.append(one_run(kind, args.files))
+            print(f"{kind}: {runs_[-1]}", flush=True)
+    medians = {k: statistics.median(r["seconds"] for r in v) for k, v in found.items()}
+    paired = statistics.median(
+        a["seconds"] / b["seconds"]
+        for a, b in zip(found["arrival order"], found["by template"], strict=True)
+    )
+    ratio = medians["arrival order"] / medians["by template"]
+    print(
+        f"\n{args.files} files in batches of {BATCH_SIZE}: arrival order "
+        f"{medians['arrival order']:.2f} s, by template {medians['by template']:.2f} s: "
+        f"{ratio:.2f}x (paired {paired:.2f}x)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
