@@ -40,6 +40,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -830,16 +831,16 @@ class Run:
             self.check_retried(tries)
 
         loads = self.gx_loads(current)
-        if not self.args.without_preload and loads.get("imported"):
+        if not self.args.without_preload and set(loads) != {"preloaded"}:
             self.problems.append(
-                f"{loads['imported']} ingest_batch task(s) imported Great Expectations themselves:"
-                " the workers did not preload it"
+                f"not every ingest_batch task found Great Expectations loaded by its worker: "
+                f"{loads}"
             )
-        seconds = sorted(
+        seconds = [
             (t["end_date"] - t["start_date"]).total_seconds()
             for t in current
             if t["state"] == "success" and t["start_date"] and t["end_date"]
-        )
+        ]
 
         _, queued_at, end_date = self.run_state()
         self.summary.update(
@@ -847,7 +848,7 @@ class Run:
                 "run_state": state,
                 "great_expectations": loads,
                 "task_seconds": {
-                    "median": round(seconds[len(seconds) // 2], 2) if seconds else None,
+                    "median": round(statistics.median(seconds), 2) if seconds else None,
                     "total": round(sum(seconds), 1),
                 },
                 "wall_seconds": round((end_date - queued_at).total_seconds(), 1)

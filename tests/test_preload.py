@@ -32,15 +32,23 @@ import json, sys
 from celery import Celery
 from review_ingest_celery import CELERY_CONFIG
 app = Celery("review_ingest_test", config_source=CELERY_CONFIG)
-before = sorted({"great_expectations", "pandas", "review_ingest.pipeline"} & set(sys.modules))
+wanted = {
+    "great_expectations", "pandas", "review_ingest.pipeline", "airflow.providers.sftp.hooks.sftp"
+}
+before = sorted(wanted & set(sys.modules))
 app.loader.import_default_modules()
-after = sorted({"great_expectations", "pandas", "review_ingest.pipeline"} & set(sys.modules))
+after = sorted(wanted & set(sys.modules))
 print(json.dumps({"before": before, "after": after}))
 """
     )
     assert found == {
         "before": [],
-        "after": ["great_expectations", "pandas", "review_ingest.pipeline"],
+        "after": [
+            "airflow.providers.sftp.hooks.sftp",
+            "great_expectations",
+            "pandas",
+            "review_ingest.pipeline",
+        ],
     }
 
 
