@@ -4,21 +4,25 @@ Ten copies of the template's sample (a few rows each) go through ``Validation.ch
 a batch does, in this process, after one untimed warm-up; the median of ``--repeat`` runs per
 template. ``--suites DIR`` validates with other saved suites (for instance an earlier commit's
 ``include/expectations``, from ``git archive``), to compare two versions of them in one run:
-the rounds alternate between the two.
+the rounds alternate between the two. ``--without-memo`` compares with validations that build
+the expectations' configurations anew each time they are read (``review_ingest.gx_memo`` off).
 
     .venv/bin/python benchmarks/bench_validation.py                      # ~30 s
     .venv/bin/python benchmarks/bench_validation.py --suites /tmp/old/include/expectations
+    .venv/bin/python benchmarks/bench_validation.py --without-memo
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from review_ingest import samples
+from review_ingest import gx_memo, samples
 from review_ingest.merchants import default_merchant
 from review_ingest.reading import read_file
 from review_ingest.settings import EXPECTATIONS_DIR
@@ -26,10 +30,26 @@ from review_ingest.templates import TEMPLATES
 from review_ingest.validation import FileRows, Validation
 
 
-def timings(suites: dict[str, Path], repeat: int, files: int) -> dict[str, dict[str, float]]:
-    """Median seconds of a validation of ``files`` small files, per suites folder and template."""
+@contextlib.contextmanager
+def memo(on: bool) -> Iterator[None]:
+    """Validations as they run (``on``), or with ``gx_memo.memoized`` doing nothing."""
+    memoized = gx_memo.memoized
+    if not on:
+        gx_memo.memoized = contextlib.nullcontext
+    try:
+        yield
+    finally:
+        gx_memo.memoized = memoized
+
+
+def timings(
+    suites: dict[str, tuple[Path, bool]], repeat: int, files: int
+) -> dict[str, dict[str, float]]:
+    """Median seconds of a validation of ``files`` small files, per variant (suites folder,
+    memo on) and template."""
     validations = {
-        name: Validation(None, None, suites_dir=folder) for name, folder in suites.items()
+        name: (Validation(None, None, suites_dir=folder), memo_on)
+        for name, (folder, memo_on) in suites.items()
     }
     found: dict[str, dict[str, list[float]]] = {name: {} for name in suites}
     for template_id, template in TEMPLATES.items():
@@ -38,14 +58,16 @@ def timings(suites: dict[str, Path], repeat: int, files: int) -> dict[str, dict[
         as_of = samples.latest_date(data.decode("utf-8"))
         merchant = default_merchant(template_id)
         batch = [FileRows(f"f{i}", f"f{i}.csv", records) for i in range(files)]
-        for name, validation in validations.items():
-            validation.check_files(batch, template, merchant, as_of, "warm-up")
+        for name, (validation, memo_on) in validations.items():
+            with memo(memo_on):
+                validation.check_files(batch, template, merchant, as_of, "warm-up")
             found[name][template_id] = []
         for _ in range(repeat):
-            for name, validation in validations.items():
-                started = time.perf_counter()
-                validation.check_files(batch, template, merchant, as_of, "timed")
-                found[name][template_id].append(time.perf_counter() - started)
+            for name, (validation, memo_on) in validations.items():
+                with memo(memo_on):
+                    started = time.perf_counter()
+                    validation.check_files(batch, template, merchant, as_of, "timed")
+                    found[name][template_id].append(time.perf_counter() - started)
     return {
         name: {t: statistics.median(runs) for t, runs in per.items()} for name, per in found.items()
     }
@@ -56,16 +78,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suites", type=Path, help="other saved suites to compare with")
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--files", type=int, default=10)
+    parser.add_argument("--without-memo", action="store_true", help="compare with gx_memo off")
     args = parser.parse_args(argv)
-    suites = {"current": EXPECTATIONS_DIR}
+    suites = {"current": (EXPECTATIONS_DIR, True)}
     if args.suites:
-        suites["other"] = args.suites
+        suites["other"] = (args.suites, True)
+    elif args.without_memo:
+        suites["other"] = (EXPECTATIONS_DIR, False)
     medians = timings(suites, args.repeat, args.files)
     print(f"{'template':<18}" + "".join(f"{name:>10}" for name in suites))
     for template_id in TEMPLATES:
         row = "".join(f"{medians[name][template_id]:>9.3f}s" for name in suites)
         ratio = ""
-        if args.suites:
+        if "other" in suites:
             ratio = f"{medians['other'][template_id] / medians['current'][template_id]:>8.2f}x"
         print(f"{template_id:<18}{row}{ratio}")
     return 0

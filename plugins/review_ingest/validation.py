@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from review_ingest import data_docs, rules
+from review_ingest import data_docs, gx_memo, rules
 from review_ingest.merchants import Merchant
 from review_ingest.records import Record, RowError
 from review_ingest.settings import EXPECTATIONS_DIR
@@ -176,14 +176,15 @@ class Validation:
         batch = definition.batch_definition.get_batch(
             batch_parameters={"dataframe": build_frame(files, template, merchant)}
         )
-        result = batch.validate(
-            definition.suite,
-            result_format=RESULT_FORMAT,
-            expectation_parameters={
-                "as_of_day": as_of.toordinal(),
-                "oldest_day": as_of.toordinal() - merchant.max_order_age_days,
-            },
-        )
+        with gx_memo.memoized():
+            result = batch.validate(
+                definition.suite,
+                result_format=RESULT_FORMAT,
+                expectation_parameters={
+                    "as_of_day": as_of.toordinal(),
+                    "oldest_day": as_of.toordinal() - merchant.max_order_age_days,
+                },
+            )
         errors = _row_errors(result, files)
         result_id = None
         if self.docs_dir:

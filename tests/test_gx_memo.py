@@ -1,0 +1,103 @@
+"""``gx_memo``: Great Expectations' results are the same with the memo of expectation
+configurations as without it, for every row rule of every template, one file or several; the
+memo lives only inside its block, on its own thread. Real suites, real validations.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from review_ingest import gx_memo
+from review_ingest.merchants import default_merchant
+from review_ingest.reading import read_file
+from review_ingest.templates import TEMPLATES
+from review_ingest.validation import RESULT_FORMAT, FileRows, Validation, build_frame
+from tests import test_row_rules
+
+
+@pytest.fixture(scope="module")
+def validation() -> Validation:
+    return Validation(docs_dir=None, results_dir=None)
+
+
+def validate(validation: Validation, template_id: str, files: int) -> dict[str, Any]:
+    """The suite's result on ``files`` copies of the template's row-rules file, as JSON."""
+    template = TEMPLATES[template_id]
+    merchant = default_merchant(template_id)
+    records = read_file(test_row_rules.DATA[template_id], template).records
+    rows = [FileRows(f"import-{n}", f"rules-{n}.csv", records) for n in range(files)]
+    definition = validation._definition(template_id)
+    batch = definition.batch_definition.get_batch(
+        batch_parameters={"dataframe": build_frame(rows, template, merchant)}
+    )
+    as_of = test_row_rules.AS_OF.toordinal()
+    result = batch.validate(
+        definition.suite,
+        result_format=RESULT_FORMAT,
+        expectation_parameters={
+            "as_of_day": as_of,
+            "oldest_day": as_of - merchant.max_order_age_days,
+        },
+    )
+    found = result.to_json_dict()
+    found["meta"]["batch_markers"].pop("ge_load_time")  # when the frame was handed over
+    return found
+
+
+@pytest.mark.parametrize("files", [1, 3])
+@pytest.mark.parametrize("template_id", sorted(TEMPLATES))
+def test_results_are_the_same_with_the_memo_and_without(validation, template_id, files):
+    with gx_memo.memoized():
+        memoized = validate(validation, template_id, files)
+    plain = validate(validation, template_id, files)
+    assert memoized == plain
+    # The file breaks the template's rules: the comparison covers failing rows.
+    failed = [r for r in plain["results"] if not r["success"]]
+    assert len(failed) >= 5
+    assert all(r["result"]["unexpected_index_list"] for r in failed)
+
+
+def an_expectation(validation: Validation) -> Any:
+    return validation._definition("website").suite.expectations[1]
+
+
+def test_a_configuration_is_built_once_inside_the_block_and_anew_outside(validation):
+    expectation = an_expectation(validation)
+    with gx_memo.memoized():
+        inside = expectation.configuration
+        assert expectation.configuration is inside
+        with gx_memo.memoized():  # a nested block keeps the outer memo
+            assert expectation.configuration is inside
+        assert expectation.configuration is inside
+    assert expectation.configuration is not inside
+    assert expectation.configuration is not expectation.configuration
+    assert expectation.configuration == inside
+
+
+def test_other_threads_do_not_share_the_memo(validation):
+    expectation = an_expectation(validation)
+    seen: list[Any] = []
+
+    def read_twice() -> None:
+        seen.extend([expectation.configuration, expectation.configuration])
+
+    with gx_memo.memoized():
+        inside = expectation.configuration
+        thread = threading.Thread(target=read_twice)
+        thread.start()
+        thread.join()
+    assert seen[0] is not seen[1]
+    assert all(configuration is not inside for configuration in seen)
+    assert seen[0] == inside
+
+
+def test_an_exception_inside_the_block_drops_the_memo(validation):
+    expectation = an_expectation(validation)
+    with pytest.raises(RuntimeError), gx_memo.memoized():
+        inside = expectation.configuration
+        raise RuntimeError("a validation failed")
+    assert expectation.configuration is not inside
+    assert expectation.configuration is not expectation.configuration
