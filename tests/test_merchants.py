@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+import os
 
+import pytest
+import yaml
+
+from review_ingest import merchants, settings
 from review_ingest.errors import ConfigError
 from review_ingest.merchants import load_merchants, read_merchants
 
@@ -69,3 +73,45 @@ def test_unreadable_file_is_a_config_error(tmp_path):
         read_merchants(tmp_path / "missing.yaml")
     with pytest.raises(ConfigError, match="merchants"):
         read_merchants(write(tmp_path, "- a list\n"))
+
+
+def test_invalid_yaml_is_a_config_error_naming_the_file(tmp_path):
+    path = write(tmp_path, "merchants:\n  acme: [template: store\n")
+    with pytest.raises(ConfigError, match=f"merchants file {path} is not valid YAML"):
+        read_merchants(path)
+
+
+def test_libyaml_reads_the_sample_file_as_pyyaml_does():
+    path = settings.INCLUDE_DIR / "merchants.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert merchants.YAML_LOADER is yaml.CSafeLoader  # PyYAML's wheels carry libyaml
+    assert yaml.load(text, Loader=merchants.YAML_LOADER) == yaml.safe_load(text)
+
+
+def test_an_unchanged_file_is_not_parsed_again(tmp_path, monkeypatch):
+    path = write(tmp_path, "merchants:\n  acme:\n    template: store\n")
+    first = read_merchants(path)
+    monkeypatch.setattr(merchants, "parse_merchant", refuse_to_parse)
+    again = read_merchants(path)
+    assert again == first
+    # Each reader gets its own dicts: what one task changes, the next does not see.
+    again.merchants.clear()
+    assert read_merchants(path) == first
+
+
+def test_a_changed_file_is_read_again_even_at_the_same_size_and_time(tmp_path):
+    path = write(tmp_path, "merchants:\n  acme:\n    template: store\n")
+    stat = path.stat()
+    assert read_merchants(path).merchants["acme"].template == "store"
+    path.write_text("merchants:\n  acme:\n    template: sTore\n")  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same time
+    assert "acme" in read_merchants(path).problems
+    path.write_text("merchants:\n  acme:\n    template: store\n")
+    assert read_merchants(path).merchants["acme"].template == "store"
+    path.unlink()
+    with pytest.raises(ConfigError, match="not found"):
+        read_merchants(path)
+
+
+def refuse_to_parse(merchant_id: str, entry: object) -> None:
+    raise AssertionError(f"merchant {merchant_id} parsed again")

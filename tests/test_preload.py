@@ -11,12 +11,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from review_ingest.errors import ConfigError
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_python(code: str) -> dict:
-    """Run ``code`` in a fresh interpreter (the package on its path); the JSON it prints last."""
-    env = {**os.environ, "PYTHONPATH": str(REPO / "plugins")}
+def run_python(code: str, **env_vars: str) -> dict:
+    """Run ``code`` in a fresh interpreter (the package on its path, ``env_vars`` in its
+    environment); the JSON it prints last."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "plugins"), **env_vars}
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
     )
@@ -96,3 +99,45 @@ print(json.dumps({"alone": alone, "forked": forked}))
     assert found["alone"][0].startswith("Great Expectations: imported in ")
     assert "review_ingest_celery.CELERY_CONFIG" in found["alone"][0]
     assert found["forked"] == ["Great Expectations: already loaded in this process"]
+
+
+FIND_ACME = """
+import json, logging, os
+warnings = []
+handler = logging.Handler()
+handler.emit = lambda record: warnings.append(record.getMessage())
+logging.getLogger("review_ingest.preload").addHandler(handler)
+import review_ingest.preload
+from review_ingest import merchants, settings
+
+def parsed_again(path, text):
+    raise AssertionError("parsed again")
+
+merchants._parse = parsed_again
+read, write = os.pipe()
+if os.fork() == 0:  # as Airflow's supervisor starts a task
+    try:
+        found = sorted(merchants.read_merchants(settings.merchants_file()).merchants)
+    except Exception as exc:
+        found = repr(exc)
+    os.write(write, json.dumps(found).encode())
+    os._exit(0)
+os.wait()
+print(json.dumps({"task": json.loads(os.read(read, 65536)), "warnings": warnings}))
+"""
+
+
+def test_a_forked_task_finds_the_merchants_file_parsed(tmp_path):
+    path = tmp_path / "merchants.yaml"
+    path.write_text("merchants:\n  acme:\n    template: store\n")
+    found = run_python(FIND_ACME, REVIEW_INGEST_MERCHANTS=str(path))
+    assert found == {"task": ["acme"], "warnings": []}
+
+
+def test_a_worker_starts_without_a_merchants_file_and_says_so(tmp_path):
+    path = tmp_path / "missing.yaml"
+    found = run_python(FIND_ACME, REVIEW_INGEST_MERCHANTS=str(path))
+    assert found["warnings"] == [
+        f"merchants file not parsed in advance: merchants file not found: {path}"
+    ]
+    assert found["task"] == repr(ConfigError(f"merchants file not found: {path}"))
