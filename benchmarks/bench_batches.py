@@ -8,12 +8,18 @@ database. Once with the batches ``list_new_files`` plans (files grouped by what 
 with), once with the same files split in arrival order (before ``4fc21c7``), alternating for
 ``--rounds``. Prints the validations' count (templates per batch) and the batches' total time.
 
+``--without-freeze`` compares instead the planned batches forked from a worker whose loaded
+objects are frozen (``gc.freeze()``, as ``review_ingest.preload`` leaves it) with the same
+batches forked after ``gc.unfreeze()`` (before ``preload`` froze them), alternating.
+
     .venv/bin/python benchmarks/bench_batches.py              # 2 rounds, ~2 min
+    .venv/bin/python benchmarks/bench_batches.py --without-freeze --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import sys
@@ -31,6 +37,7 @@ from tests.fixtures.postgres import new_database  # noqa: E402
 
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 BATCH_SIZE = 10
+UNFROZEN = "by template, not frozen"
 
 
 def new_data(tmp: Path, files: int) -> dict[str, str]:
@@ -50,7 +57,7 @@ def new_data(tmp: Path, files: int) -> dict[str, str]:
 def plan(kind: str) -> list[list[dict[str, str]]]:
     from review_ingest import folders, runs, settings
 
-    if kind == "by template":
+    if kind != "arrival order":
         return runs.plan_upload_batches()
     pending = folders.ready_uploads(settings.data_dir(), 0)
     items = [{"merchant_id": p.merchant_id, "path": str(p.path)} for p in pending]
@@ -67,6 +74,8 @@ def one_run(kind: str, files: int) -> dict[str, Any]:
         merchants = new_data(Path(tmp), files)
         batches = plan(kind)
         warehouse.migrate(warehouse.engine_for(url))
+        if kind == UNFROZEN:
+            gc.unfreeze()
         started = time.perf_counter()
         for batch in batches:
             pid = os.fork()
@@ -77,6 +86,7 @@ def one_run(kind: str, files: int) -> dict[str, Any]:
             if status != 0:
                 raise SystemExit(f"a batch failed ({kind})")
         seconds = time.perf_counter() - started
+        gc.freeze()
     templates = [len({merchants[item["merchant_id"]] for item in batch}) for batch in batches]
     return {"batches": len(batches), "validations": sum(templates), "seconds": seconds}
 
@@ -85,24 +95,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--files", type=int, default=120)
+    parser.add_argument("--without-freeze", action="store_true", help="compare with gc unfrozen")
     args = parser.parse_args(argv)
     import review_ingest.preload  # noqa: F401  (as a worker does at start-up)
 
-    found: dict[str, list[dict[str, Any]]] = {"arrival order": [], "by template": []}
+    other = UNFROZEN if args.without_freeze else "arrival order"
+    found: dict[str, list[dict[str, Any]]] = {other: [], "by template": []}
     for _ in range(args.rounds):
         for kind, runs_ in found.items():
             runs_.append(one_run(kind, args.files))
             print(f"{kind}: {runs_[-1]}", flush=True)
     medians = {k: statistics.median(r["seconds"] for r in v) for k, v in found.items()}
     paired = statistics.median(
-        a["seconds"] / b["seconds"]
-        for a, b in zip(found["arrival order"], found["by template"], strict=True)
+        a["seconds"] / b["seconds"] for a, b in zip(found[other], found["by template"], strict=True)
     )
-    ratio = medians["arrival order"] / medians["by template"]
+    ratio = medians[other] / medians["by template"]
     print(
-        f"\n{args.files} files in batches of {BATCH_SIZE}: arrival order "
-        f"{medians['arrival order']:.2f} s, by template {medians['by template']:.2f} s: "
-        f"{ratio:.2f}x (paired {paired:.2f}x)"
+        f"\n{args.files} files in batches of {BATCH_SIZE}: {other} {medians[other]:.2f} s, "
+        f"by template {medians['by template']:.2f} s: {ratio:.2f}x (paired {paired:.2f}x)"
     )
     return 0
 

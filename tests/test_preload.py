@@ -141,3 +141,16 @@ def test_a_worker_starts_without_a_merchants_file_and_says_so(tmp_path):
         f"merchants file not parsed in advance: merchants file not found: {path}"
     ]
     assert found["task"] == repr(ConfigError(f"merchants file not found: {path}"))
+
+
+def test_the_preload_freezes_what_it_loaded_out_of_the_collectors_sight():
+    found = run_python(
+        """
+import gc, json
+before = gc.get_freeze_count()
+import review_ingest.preload
+print(json.dumps({"before": before, "after": gc.get_freeze_count()}))
+"""
+    )
+    assert found["before"] == 0
+    assert found["after"] > 100_000  # Great Expectations, pandas and the rest

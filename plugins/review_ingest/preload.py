@@ -10,10 +10,17 @@ It also parses the merchants file, which every task reads to find its merchant (
 at 10,000 merchants): a task forked while the file is unchanged gets it parsed
 (``merchants.read_merchants``). No thread or connection is opened and no file is left open,
 so the forks inherit nothing else.
+
+Last, ``gc.freeze()`` moves everything loaded so far (about 300,000 objects) out of the
+garbage collector's sight, as preforking servers do: a full collection in a task then skips
+them instead of spending about 0.13 s on them and writing to the pages it shares with the
+worker. Seen in a forked process that validated four batches in a row (one collection: 0.45
+instead of 0.24 s); over the 12 batches of ``bench_batches.py --without-freeze``, 1.03x.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 
@@ -56,3 +63,4 @@ def load() -> None:
 
 
 load()
+gc.freeze()
