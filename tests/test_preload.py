@@ -101,15 +101,9 @@ print(json.dumps({"alone": alone, "forked": forked}))
     assert found["forked"] == ["Great Expectations: already loaded in this process"]
 
 
-FIND_ACME = """
-import json, logging, os
-warnings = []
-handler = logging.Handler()
-handler.emit = lambda record: warnings.append(record.getMessage())
-logging.getLogger("review_ingest.preload").addHandler(handler)
-import review_ingest.preload
-from review_ingest import merchants, settings
-
+#: What a task forked from the worker finds in the merchants file (``task``), the file
+#: being parsed by then: a parse in the task fails.
+FORKED_READ = """
 def parsed_again(path, text):
     raise AssertionError("parsed again")
 
@@ -123,8 +117,21 @@ if os.fork() == 0:  # as Airflow's supervisor starts a task
     os.write(write, json.dumps(found).encode())
     os._exit(0)
 os.wait()
-print(json.dumps({"task": json.loads(os.read(read, 65536)), "warnings": warnings}))
+task = json.loads(os.read(read, 65536))
 """
+FIND_ACME = (
+    """
+import json, logging, os
+warnings = []
+handler = logging.Handler()
+handler.emit = lambda record: warnings.append(record.getMessage())
+logging.getLogger("review_ingest.preload").addHandler(handler)
+import review_ingest.preload
+from review_ingest import merchants, settings
+"""
+    + FORKED_READ
+    + """print(json.dumps({"task": task, "warnings": warnings}))"""
+)
 
 
 def test_a_forked_task_finds_the_merchants_file_parsed(tmp_path):
@@ -154,3 +161,25 @@ print(json.dumps({"before": before, "after": gc.get_freeze_count()}))
     )
     assert found["before"] == 0
     assert found["after"] > 100_000  # Great Expectations, pandas and the rest
+
+
+def test_before_each_task_a_changed_merchants_file_is_parsed_for_the_forks(tmp_path):
+    path = tmp_path / "merchants.yaml"
+    path.write_text("merchants:\n  acme:\n    template: store\n")
+    changed = tmp_path / "changed.yaml"
+    changed.write_text("merchants:\n  acme:\n    template: store\n  bolt:\n    template: website\n")
+    found = run_python(
+        f"""
+import json, os
+from celery.signals import task_prerun
+import review_ingest.preload
+from review_ingest import merchants, settings
+
+os.replace({str(changed)!r}, {str(path)!r})  # the file changes after the worker started
+task_prerun.send(sender=None, task_id="t1", task=None)  # in the pool process, before the fork
+"""
+        + FORKED_READ
+        + "print(json.dumps(task))",
+        REVIEW_INGEST_MERCHANTS=str(path),
+    )
+    assert found == ["acme", "bolt"]

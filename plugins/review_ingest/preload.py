@@ -8,8 +8,10 @@ at start-up when its Celery configuration is ``review_ingest_celery.CELERY_CONFI
 
 It also parses the merchants file, which every task reads to find its merchant (about 1 s
 at 10,000 merchants): a task forked while the file is unchanged gets it parsed
-(``merchants.read_merchants``). No thread or connection is opened and no file is left open,
-so the forks inherit nothing else.
+(``merchants.read_merchants``). When the file changes, the pool process that runs the next
+task parses it again before forking it (Celery's ``task_prerun``), once for all the tasks it
+runs after. No thread or connection is opened and no file is left open, so the forks inherit
+nothing else.
 
 Last, ``gc.freeze()`` moves everything loaded so far (about 300,000 objects) out of the
 garbage collector's sight, as preforking servers do: a full collection in a task then skips
@@ -23,6 +25,8 @@ from __future__ import annotations
 import gc
 import importlib
 import logging
+
+from celery.signals import task_prerun
 
 from review_ingest import settings
 from review_ingest.errors import ConfigError
@@ -56,11 +60,19 @@ def load() -> None:
     quiet_gx_logs()
     for name in MODULES:
         importlib.import_module(name)
+    parse_merchants()
+
+
+def parse_merchants(**_: object) -> None:
+    """Parse the merchants file if it changed since this process last did (a hash otherwise).
+
+    Run at start-up, then before each task in the pool process that forks it."""
     try:
         read_merchants(settings.merchants_file())
-    except ConfigError as exc:
+    except (ConfigError, OSError, UnicodeDecodeError) as exc:
         log.warning("merchants file not parsed in advance: %s", exc)
 
 
 load()
 gc.freeze()
+task_prerun.connect(parse_merchants, weak=False)
