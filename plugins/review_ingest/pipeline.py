@@ -327,7 +327,7 @@ class Ingest:
     def validate_together(self, files: list[Pending]) -> None:
         """Validate the small files of a batch ahead of their imports, many in one run.
 
-        A validation costs about half a second whatever its rows: files that share a template,
+        A validation costs 0.1-0.2 s whatever its rows: files that share a template,
         a time zone and an oldest order day go through one, in groups of up to
         ``TOGETHER_MAX_BYTES``. Each file's errors wait for its import (``_row_check``); a
         file that is big, unreadable, rejected as a whole or changed since, or imported on

@@ -6,9 +6,9 @@ file is parsed. One ``Validation`` serves every file of a batch; Data Docs are b
 batch for all of its files.
 
 ``check_files`` runs a suite once over several files: the frame is indexed by (file, line), the
-file being its import id, and each failing row goes back to its file. A run costs about half a
-second whatever its rows (the metric graph), so small files are validated together; one page of
-the Data Docs then shows them all, and names each file and its import.
+file being its import id, and each failing row goes back to its file. A run costs 0.1-0.2 s
+whatever its rows (the metric graph; ``gx_memo`` halved it), so small files are validated
+together; one page of the Data Docs then shows them all, and names each file and its import.
 
 Results use the COMPLETE format with ``exclude_unexpected_values``: failing rows come back as
 their (file, line) index and never with their values, so e-mails and names stay out of the stored
@@ -163,7 +163,7 @@ class Validation:
     ) -> dict[str, RowCheck]:
         """Validate several files of one template in one run of its suite; each file's errors.
 
-        The suite's fixed cost (its metric graph, about half a second) is paid once for all of
+        The suite's fixed cost (its metric graph, 0.1-0.2 s) is paid once for all of
         them: the frame holds every file's rows, indexed by (file, line), and each failing
         (file, line) goes back to its file. ``merchant`` gives the time zone and the oldest
         order day, so every file must share them (``as_of`` too).
