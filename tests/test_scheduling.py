@@ -259,3 +259,32 @@ def test_scheduled_at_is_utc():
     rows = [rec(2, order_ref="W1", order_date="30-11-2026")]
     requests, _ = build_requests(rows, TEMPLATES["website"], merchant(), NOW)
     assert requests[0].scheduled_at.utcoffset() == dt.timedelta(0)
+
+
+def test_rows_of_one_order_time_each_get_the_due_time_of_their_own_delays():
+    # Due times are worked out once per (order time, delay) and handed to every row that has
+    # them: rows sharing an order time but not a delay, or a delay but not a time, differ.
+    rows = [
+        rec(2, PRODUCT_ROW, order_ref="A", id_product="1", order_date="26-11-2026", delay="3"),
+        rec(3, PRODUCT_ROW, order_ref="B", id_product="1", order_date="26-11-2026", delay="5"),
+        rec(4, PRODUCT_ROW, order_ref="C", id_product="1", order_date="26-11-2026", delay="3"),
+        rec(5, PRODUCT_ROW, order_ref="D", id_product="1", order_date="2026-11-26 12:00"),
+        rec(6, PRODUCT_ROW, order_ref="A", id_product="2", order_date="26-11-2026", delay="3"),
+    ]
+    template = TEMPLATES["website_products"]
+    requests, due_now = build_requests(rows, template, merchant(default_delay_product=3), NOW)
+    due = {(r.order_ref, r.request_type, r.id_product): r.scheduled_at for r in requests}
+    assert due == {
+        ("A", "brand", None): utc(2026, 11, 28, 23),
+        ("A", "product", "1"): utc(2026, 11, 28, 23),
+        ("B", "brand", None): utc(2026, 11, 30, 23),
+        ("B", "product", "1"): utc(2026, 11, 28, 23),
+        ("C", "brand", None): utc(2026, 11, 28, 23),
+        ("C", "product", "1"): utc(2026, 11, 28, 23),
+        ("D", "brand", None): NOW,  # no delay, merchant default 0: 26 Nov 12:00 is past
+        ("D", "product", "1"): utc(2026, 11, 29, 11),
+        ("A", "product", "2"): utc(2026, 11, 28, 23),
+    }
+    assert due_now == 1
+    assert [r.name_product for r in requests if r.request_type == "product"] == ["Lamp"] * 5
+    assert all(r.name_product is None for r in requests if r.request_type == "brand")
