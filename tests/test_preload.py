@@ -183,3 +183,18 @@ task_prerun.send(sender=None, task_id="t1", task=None)  # in the pool process, b
         REVIEW_INGEST_MERCHANTS=str(path),
     )
     assert found == ["acme", "bolt"]
+
+
+def test_a_process_that_imports_great_expectations_itself_freezes_it():
+    # review-ingest check/import, airflow dags test: no preload, the first Validation imports.
+    found = run_python(
+        """
+import gc, json
+from review_ingest.validation import Validation
+before = gc.get_freeze_count()
+Validation(None, None)
+print(json.dumps({"before": before, "after": gc.get_freeze_count()}))
+"""
+    )
+    assert found["before"] == 0
+    assert found["after"] > 100_000

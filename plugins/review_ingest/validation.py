@@ -18,6 +18,7 @@ results and the Data Docs, and an all-bad file stays small.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import logging
 import sys
@@ -102,6 +103,10 @@ class Validation:
                 "review_ingest_celery.CELERY_CONFIG)",
                 time.perf_counter() - started,
             )
+            # What was just imported stays for the process's life: out of the collector's
+            # sight, its 300,000 objects no longer slow every full collection of a big file's
+            # records and requests (check of a 5 MB file: about 0.12 s).
+            gc.freeze()
         from great_expectations.data_context.types.base import (
             DataContextConfig,
             InMemoryStoreBackendDefaults,
