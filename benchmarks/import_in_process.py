@@ -12,6 +12,7 @@ project's libraries.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import json
 import sys
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         importlib.import_module(name)
     if args.imports_only:
         return 0
+    # As in the command, where the Validation that imports Great Expectations freezes it.
+    gc.freeze()
 
     from review_ingest import settings, warehouse
     from review_ingest.merchants import read_merchants
