@@ -11,7 +11,7 @@ block, as the SFTP merchants are), the median of ``--repeat`` reads of each kind
 - ``unchanged file``: ``read_merchants`` again, the file unchanged (a Celery task forked from a
   worker that read it when it started, ``review_ingest.preload``).
 
-    .venv/bin/python benchmarks/bench_merchants.py                      # ~1 min
+    .venv/bin/python benchmarks/bench_merchants.py                      # ~15 s
     .venv/bin/python benchmarks/bench_merchants.py --sizes 100,1000 --repeat 5
 """
 

@@ -78,8 +78,9 @@ def read_merchants(path: Path) -> MerchantsFile:
     A file that cannot be read at all raises ConfigError. Every task of a day reads the whole
     file to find its merchant (at 10,000 merchants a parse takes about 1 s with libyaml, 3.3 s
     without: ``benchmarks/bench_merchants.py``), so its bytes are read each time but parsed
-    again only when they changed; a Celery worker parses it once when it starts
-    (``review_ingest.preload``) for the tasks it forks. Each caller gets its own dicts.
+    again only when they changed; a Celery worker parses it when it starts and after each
+    change, before the tasks it forks (``review_ingest.preload``). Each caller gets its own
+    dicts.
     """
     path = Path(path)
     try:
