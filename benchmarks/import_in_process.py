@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("merchant", nargs="?")
     parser.add_argument("--imports-only", action="store_true")
     args = parser.parse_args(argv)
+    from review_ingest import gx_import
+
+    gx_import.load()  # as the command's Validation does
     for name in PROJECT_MODULES:
         importlib.import_module(name)
     if args.imports_only:

@@ -28,7 +28,7 @@ import logging
 
 from celery.signals import task_prerun
 
-from review_ingest import settings
+from review_ingest import gx_import, settings
 from review_ingest.errors import ConfigError
 from review_ingest.merchants import read_merchants
 from review_ingest.validation import quiet_gx_logs
@@ -58,6 +58,7 @@ def load() -> None:
     """Import ``MODULES`` (Great Expectations' import-time log lines kept quiet), then parse
     the merchants file if it can be (a task that finds it wrong says so, naming the key)."""
     quiet_gx_logs()
+    gx_import.load()
     for name in MODULES:
         importlib.import_module(name)
     parse_merchants()

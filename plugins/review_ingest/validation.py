@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from review_ingest import data_docs, gx_memo, rules
+from review_ingest import data_docs, gx_import, gx_memo, rules
 from review_ingest.merchants import Merchant
 from review_ingest.records import Record, RowError
 from review_ingest.settings import EXPECTATIONS_DIR
@@ -59,6 +59,8 @@ SITE = "local_site"
 #: The keys of the latest pages, newest first, that the index lists (in ``docs_dir``).
 LATEST_PAGES = ".latest-pages.json"
 _RANK = {code: rank for rank, code in enumerate(rules.PRIORITY)}
+#: Failing (row, column) pairs turned into RowErrors at a time (``_row_errors``).
+_CHUNK = 10_000
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ class Validation:
         quiet_gx_logs()
         preloaded = "great_expectations" in sys.modules
         started = time.perf_counter()
-        import great_expectations as gx
+        gx = gx_import.load()
 
         if preloaded:
             log.info("Great Expectations: already loaded in this process")
@@ -190,7 +192,10 @@ class Validation:
                     "oldest_day": as_of.toordinal() - merchant.max_order_age_days,
                 },
             )
-        errors = _row_errors(result, files)
+        _release(batch)
+        failing = list(_failing(result, files))
+        _cut_failing_lists(result)
+        errors = _row_errors(failing, files)
         result_id = None
         if self.docs_dir:
             result_id = self._keep_for_docs(result, template.id, run_name, files)
@@ -201,11 +206,9 @@ class Validation:
     def _keep_for_docs(
         self, result: Any, suite_name: str, run_name: str, files: list[FileRows]
     ) -> Any:
-        """Store a copy of the result for the Data Docs, its failing-row lists cut short.
+        """Store the result (its failing-row lists cut short) for the Data Docs.
 
-        The complete lists gave the row errors already; stored whole, an all-bad file's
-        result took seconds to serialise and megabytes on disk. The page's "Batch Parameters"
-        table names each file of the run by its import id.
+        The page's "Batch Parameters" table names each file of the run by its import id.
         """
         from great_expectations.core.run_identifier import RunIdentifier
         from great_expectations.data_context.types.resource_identifiers import (
@@ -213,12 +216,6 @@ class Validation:
             ValidationResultIdentifier,
         )
 
-        for outcome in result.results:
-            failing = outcome.result.get("unexpected_index_list")
-            if failing:
-                outcome.result["unexpected_index_list"] = [
-                    {level: values[:DOCS_LINES_SHOWN] for level, values in failing[0].items()}
-                ]
         run_id = RunIdentifier(run_name=run_name)
         result.meta["run_id"] = run_id
         result.meta["validation_time"] = run_id.run_time
@@ -412,23 +409,44 @@ def build_frame(files: list[FileRows], template: Template, merchant: Merchant) -
     return frame
 
 
-def _row_errors(result: Any, files: list[FileRows]) -> dict[str, list[RowError]]:
+def _cut_failing_lists(result: Any) -> None:
+    """Keep the first ``DOCS_LINES_SHOWN`` failing lines of each expectation in the result.
+
+    ``_failing`` turned the complete lists into arrays already: an all-bad 5 MB file's lists
+    are about 12 MB of Python ints, which would otherwise live on while its errors are built.
+    Stored whole, the result also took seconds to serialise and megabytes on disk."""
+    for outcome in result.results:
+        failing = outcome.result.get("unexpected_index_list")
+        if failing:
+            outcome.result["unexpected_index_list"] = [
+                {level: values[:DOCS_LINES_SHOWN] for level, values in failing[0].items()}
+            ]
+
+
+def _row_errors(
+    failing: list[tuple[str, str, Any, Any]], files: list[FileRows]
+) -> dict[str, list[RowError]]:
     """Each file's errors, one per refused (line, column) with its worst code, by line then
     column.
 
     An all-bad 5 MB file fails about 300,000 (row, expectation) pairs: they are kept as four
-    integer arrays, sorted once, and only the first (worst) code of each (file, line, column)
-    becomes a RowError, rather than a dict of 300,000 tuples.
+    small integer arrays, sorted once, and only the first (worst) code of each (file, line,
+    column) becomes a RowError, rather than a dict of 300,000 tuples. They turn into Python
+    objects ``_CHUNK`` at a time: the whole file's four lists at once cost about 40 MB.
     """
     import numpy as np
 
-    failing = list(_failing(result, files))
     if not failing:
         return {}
     columns = sorted({column for column, _, _, _ in failing})
     column_no = {column: number for number, column in enumerate(columns)}
     parts = [
-        (file_no, lines, np.full(len(lines), column_no[column]), np.full(len(lines), _RANK[code]))
+        (
+            file_no,
+            lines,
+            np.full(len(lines), column_no[column], np.int16),
+            np.full(len(lines), _RANK[code], np.int8),
+        )
         for column, code, file_no, lines in failing
     ]
     file_no, line, column, rank = (np.concatenate(arrays) for arrays in zip(*parts, strict=True))
@@ -438,16 +456,33 @@ def _row_errors(result: Any, files: list[FileRows]) -> dict[str, list[RowError]]
     first[1:] = (
         (file_no[1:] != file_no[:-1]) | (line[1:] != line[:-1]) | (column[1:] != column[:-1])
     )
+    kept = np.flatnonzero(first)
     errors: dict[str, list[RowError]] = {}
     by_line: dict[int, dict[int, Record]] = {}
-    for f, n, c, r in zip(*(a[first].tolist() for a in (file_no, line, column, rank)), strict=True):
-        if f not in by_line:
-            by_line[f] = {rec.line: rec for rec in files[f].records}
-        rec, code, name = by_line[f][n], rules.PRIORITY[r], columns[c]
-        message = rules.message(code, name, rec.values.get(name))
-        # The record's own line number: one int object per row, not one per error.
-        errors.setdefault(files[f].label, []).append(RowError(rec.line, name, code, message))
+    for start in range(0, len(kept), _CHUNK):
+        chunk = kept[start : start + _CHUNK]
+        arrays = (file_no[chunk], line[chunk], column[chunk], rank[chunk])
+        for f, n, c, r in zip(*(a.tolist() for a in arrays), strict=True):
+            if f not in by_line:
+                by_line[f] = {rec.line: rec for rec in files[f].records}
+            rec, code, name = by_line[f][n], rules.PRIORITY[r], columns[c]
+            message = rules.message(code, name, rec.values.get(name))
+            # The record's own line number: one int object per row, not one per error.
+            errors.setdefault(files[f].label, []).append(RowError(rec.line, name, code, message))
     return errors
+
+
+def _release(batch: Any) -> None:
+    """Let go of the validated frame and of the metrics computed on it.
+
+    Great Expectations' execution engine keeps both after the validation (about 25 MB for an
+    all-bad 5 MB file, more than its errors), the frame until the next validation of the
+    template, the metrics for the process's life; no later validation reads them, as each has
+    a batch of its own. The metric cache has no public way to empty it."""
+    engine = batch.data.execution_engine
+    engine.batch_manager.reset_batch_cache()
+    engine.batch_manager.batch_data_cache.clear()
+    engine._metric_cache.clear()
 
 
 def _failing(result: Any, files: list[FileRows]) -> Iterator[tuple[str, str, Any, Any]]:
@@ -469,9 +504,9 @@ def _failing(result: Any, files: list[FileRows]) -> Iterator[tuple[str, str, Any
         if outcome.success or meta.get("code") == "header":
             continue
         for found in outcome.result.get("unexpected_index_list") or ():
-            lines = np.asarray(found[LINE], dtype=np.int64)
+            lines = np.asarray(found[LINE], dtype=np.int32)
             if FILE in found:
-                file_no = np.fromiter((number[f] for f in found[FILE]), np.int64, len(lines))
+                file_no = np.fromiter((number[f] for f in found[FILE]), np.int32, len(lines))
             else:
-                file_no = np.zeros(len(lines), dtype=np.int64)
+                file_no = np.zeros(len(lines), dtype=np.int32)
             yield meta["column"], meta["code"], file_no, lines
