@@ -1,7 +1,7 @@
 """``gx_import``: Great Expectations loaded without ``scipy.stats`` and ``altair`` validates every
 template's rows and builds their Data Docs as it does with them, never loading them; the
-stand-ins turn into the real modules the moment something reads from them. Each case runs in a
-fresh interpreter, as a command or a worker starts.
+stand-ins turn into the real modules the moment something reads from them; batches get no
+fingerprint. Each case runs in a fresh interpreter, as a command or a worker starts.
 """
 
 from __future__ import annotations
@@ -101,6 +101,27 @@ print(json.dumps({
     assert found["real"] is True
     assert found["entropy"] == found["ln2"]
     assert found["chart"].startswith("altair.")
+
+
+FINGERPRINT = """
+import json
+import pandas as pd
+import great_expectations as gx
+from review_ingest import gx_import
+if {loaded}:
+    gx_import.load()
+batch = (
+    gx.get_context(mode="ephemeral").data_sources.add_pandas("p").add_dataframe_asset("a")
+    .add_batch_definition_whole_dataframe("b")
+    .get_batch(batch_parameters={{"dataframe": pd.DataFrame({{"x": ["a", "b"]}})}})
+)
+print(json.dumps(sorted(batch.batch_markers)))
+"""
+
+
+def test_batches_get_no_fingerprint():
+    assert "pandas_data_fingerprint" in run_python(FINGERPRINT.format(loaded=False))
+    assert run_python(FINGERPRINT.format(loaded=True)) == ["ge_load_time"]
 
 
 def test_an_expectation_that_needs_scipy_still_runs():
