@@ -10,7 +10,10 @@ Runs, one after the other (they share 2 cores: never at the same time):
 3. ``bench_warehouse.py``: target 6 (proofs lookup and file load at 0, 1M and 10M rows).
 
 Then prints every verdict together, each part's duration and the total, and writes
-``benchmarks/out/results_scale.json`` (each part also writes its own JSON).
+``benchmarks/out/results_scale.json`` (each part also writes its own JSON). Before and after
+each part it times a fixed pure-Python loop (``CPU_REFERENCE``, best of 3): the machines are
+shared, and one ran the same code 2-3x slower than another, so the reference says how far a
+run's absolute figures (ms per file) can be compared with another's.
 
     .venv/bin/python benchmarks/bench_scale.py            # 41.5 min measured on 2 busy cores
     .venv/bin/python benchmarks/bench_scale.py --quick    # smaller sizes: 5.8 min measured
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -37,6 +41,23 @@ INGEST_REPEAT = 3
 SFTP_MERCHANTS, SFTP_FILES = 100, 10
 WAREHOUSE_SIZES = [0, 1_000_000, 10_000_000]
 QUICK_WAREHOUSE_SIZES = [0, 100_000, 1_000_000]
+#: The machine's speed at one moment: seconds of a fixed loop, in a process of its own.
+CPU_REFERENCE = (
+    "import time; t = time.perf_counter(); sum(range(10**7)); print(time.perf_counter() - t)"
+)
+
+
+def cpu_reference() -> float:
+    """Best of 3 runs of ``CPU_REFERENCE`` (about 0.2-0.3 s each on these machines)."""
+    runs = [
+        float(
+            subprocess.run(
+                [sys.executable, "-c", CPU_REFERENCE], capture_output=True, text=True, check=True
+            ).stdout
+        )
+        for _ in range(3)
+    ]
+    return min(runs)
 
 
 def run_ingest(quick: bool, keep: bool) -> list[bi.Ratio]:
@@ -81,11 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     verdicts: dict[str, list[bi.Ratio]] = {}
     durations: dict[str, float] = {}
+    references = [cpu_reference()]
     for part in args.only or list(PARTS):
         print(f"\n=== {part} ===", flush=True)
         began = time.perf_counter()
         verdicts[part] = PARTS[part](args.quick, args.keep)
         durations[part] = time.perf_counter() - began
+        references.append(cpu_reference())
     total = time.perf_counter() - start
 
     print("\n=== issue 9: every target ===")
@@ -93,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     for part, seconds in durations.items():
         print(f"{part:<24} {seconds / 60:6.1f} min")
     print(f"{'total':<24} {total / 60:6.1f} min")
+    shown = ", ".join(f"{seconds:.3f}" for seconds in references)
+    print(f"CPU reference, s (before the first part, then after each): {shown}")
     summary = {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
@@ -105,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             for part, found in verdicts.items()
         },
         "total_minutes": round(total / 60, 1),
+        "cpu_reference_s": [round(seconds, 3) for seconds in references],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
