@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from review_ingest.merchants import Merchant
 from review_ingest.records import Record
-from review_ingest.scheduling import build_requests, due_at
+from review_ingest.scheduling import build_requests, count_requests, due_at
 from review_ingest.templates import TEMPLATES
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -288,3 +289,31 @@ def test_rows_of_one_order_time_each_get_the_due_time_of_their_own_delays():
     assert due_now == 1
     assert [r.name_product for r in requests if r.request_type == "product"] == ["Lamp"] * 5
     assert all(r.name_product is None for r in requests if r.request_type == "brand")
+
+
+@pytest.mark.parametrize("template", ["website", "website_products", "store_products"])
+def test_check_counts_the_requests_an_import_makes(template):
+    """``check`` counts the requests with ``count_requests``: the same brand, product and
+    due-now figures as the requests an import builds, for orders of one or several products,
+    past and future, with and without delays."""
+    base = PRODUCT_ROW if TEMPLATES[template].with_products else BRAND_ROW
+    base = {**base, "shop_id": "S1"} if template.startswith("store") else base
+    rows = [
+        rec(2, base, order_ref="A", id_product="1", order_date="26-11-2026", delay="3"),
+        rec(3, base, order_ref="A", id_product="2", order_date="26-11-2026", delay="3"),
+        rec(4, base, order_ref="B", id_product="1", order_date="2026-11-20 08:00", delay="0"),
+        rec(5, base, order_ref="C", id_product="3", order_date="28-11-2026",
+            delay_product="12"),
+    ]  # fmt: skip
+    m = merchant(template, default_delay=1, default_delay_product=2)
+    requests, due_now = build_requests(rows, TEMPLATES[template], m, NOW)
+    counts = count_requests(rows, TEMPLATES[template], m, NOW)
+    made = Counter(r.request_type for r in requests)
+    assert (counts["brand"], counts["product"], counts["due_now"]) == (
+        made["brand"],
+        made["product"],
+        due_now,
+    )
+    assert counts["brand"] == 3
+    assert counts["product"] == (4 if TEMPLATES[template].with_products else 0)
+    assert 0 < due_now < len(requests)

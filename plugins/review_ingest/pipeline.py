@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -93,7 +94,8 @@ class Ingest:
         """``review-ingest check``: every check that needs no warehouse; nothing is loaded."""
         merchant = default_merchant(template_id)
         now = as_of_noon(as_of, merchant) if as_of else dt.datetime.now(dt.UTC)
-        outcome = self._evaluate(data, _new_record(data, file_name, merchant, "upload", now, now))
+        record = _new_record(data, file_name, merchant, "upload", now, now)
+        outcome = self._evaluate(data, record, counts_only=True)
         outcome.record.status = "rejected" if outcome.rejection else "accepted"
         return outcome
 
@@ -269,11 +271,13 @@ class Ingest:
         *,
         send_now: bool = False,
         suppressed: Callable[[set[str]], set[str]] | None = None,
+        counts_only: bool = False,
     ) -> Outcome:
         """Sections 1 to 4 without the warehouse: rejection, row errors, duplicates, requests.
 
         ``suppressed`` gives which address hashes opted out (section 11): their valid rows stay
         valid, counted in ``suppressed_rows``, and get no request. None (``check``): nobody.
+        ``counts_only`` (``check``): the requests are counted, not made.
         """
         merchant = merchant or default_merchant(record.template or "")
         template = TEMPLATES[merchant.template]
@@ -292,11 +296,17 @@ class Ingest:
             parsed.records, checked.errors + parsed.field_count_errors, template, merchant.tz
         )
         wanted = _without_suppressed(rows.valid, suppressed) if suppressed else rows.valid
-        requests, due_now = scheduling.build_requests(wanted, template, merchant, now, send_now)
+        if counts_only:
+            counts = scheduling.count_requests(wanted, template, merchant, now)
+        else:
+            outcome.requests, due_now = scheduling.build_requests(
+                wanted, template, merchant, now, send_now
+            )
+            counts = Counter(r.request_type for r in outcome.requests)
+            counts["due_now"] = due_now
         outcome.errors = rows.errors
         outcome.duplicates = rows.duplicates
-        outcome.requests = requests
-        outcome.due_now = due_now
+        outcome.due_now = counts["due_now"]
         for rec in parsed.records:
             ref = rec.values.get("order_ref", "")
             if ref:
@@ -306,8 +316,8 @@ class Ingest:
         record.error_rows = len({e.line for e in rows.errors})
         record.duplicate_rows = len(rows.duplicates)
         record.suppressed_rows = len(rows.valid) - len(wanted)
-        record.brand_requests = sum(r.request_type == "brand" for r in requests)
-        record.product_requests = len(requests) - record.brand_requests
+        record.brand_requests = counts["brand"]
+        record.product_requests = counts["product"]
         return outcome
 
     def _row_check(

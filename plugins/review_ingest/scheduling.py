@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
+from collections.abc import Iterator
 
 from review_ingest import rules
 from review_ingest.merchants import Merchant
@@ -24,20 +26,19 @@ def _delay(value: str, default: int, send_now: bool) -> int:
     return 0 if send_now else (int(value) if value else default)
 
 
-def build_requests(
+def plan_requests(
     valid: list[Record],
     template: Template,
     merchant: Merchant,
     now: dt.datetime,
     send_now: bool = False,
-) -> tuple[list[ReviewRequest], int]:
-    """One brand request per order and one product request per ordered product; and how many
-    of them are due now. ``valid`` holds only valid, non-duplicate rows.
+) -> Iterator[tuple[str, Record, dt.datetime, dt.datetime, bool]]:
+    """Each request due to the valid rows, in order: its kind, its row, the order time, when it
+    is due and whether that was brought to now. One brand request per order and one product
+    request per ordered product; ``valid`` holds only valid, non-duplicate rows.
 
     A 5 MB file holds about 50,000 requests but few distinct order times: each (order time,
-    delay) is brought to UTC once (``due_at`` was a third of this function's time)."""
-    requests: list[ReviewRequest] = []
-    due_now = 0
+    delay) is brought to UTC once (``due_at`` was a third of the time of building them)."""
     orders: set[str] = set()
     due: dict[tuple[dt.datetime, int], tuple[dt.datetime, bool]] = {}
     for record in valid:
@@ -55,10 +56,37 @@ def build_requests(
             key = (ordered, _delay(v.get(column, ""), default, send_now))
             if key not in due:
                 due[key] = due_at(*key, now)
-            scheduled, now_due = due[key]
-            due_now += now_due
-            requests.append(_request(kind, v, merchant, ordered.date(), scheduled))
+            yield (kind, record, ordered, *due[key])
+
+
+def build_requests(
+    valid: list[Record],
+    template: Template,
+    merchant: Merchant,
+    now: dt.datetime,
+    send_now: bool = False,
+) -> tuple[list[ReviewRequest], int]:
+    """The requests of ``plan_requests``, and how many of them are due now."""
+    requests: list[ReviewRequest] = []
+    due_now = 0
+    for kind, record, ordered, scheduled, now_due in plan_requests(
+        valid, template, merchant, now, send_now
+    ):
+        due_now += now_due
+        requests.append(_request(kind, record.values, merchant, ordered.date(), scheduled))
     return requests, due_now
+
+
+def count_requests(
+    valid: list[Record], template: Template, merchant: Merchant, now: dt.datetime
+) -> Counter[str]:
+    """How many requests of each kind ``build_requests`` would make, and ``"due_now"``: what
+    ``check`` reports, without making 50,000 objects of a 5 MB file (0.1-0.2 s)."""
+    counts: Counter[str] = Counter()
+    for kind, _, _, _, now_due in plan_requests(valid, template, merchant, now):
+        counts[kind] += 1
+        counts["due_now"] += now_due
+    return counts
 
 
 def _request(

@@ -457,19 +457,32 @@ def _row_errors(
         (file_no[1:] != file_no[:-1]) | (line[1:] != line[:-1]) | (column[1:] != column[:-1])
     )
     kept = np.flatnonzero(first)
+    # ``kept`` is sorted by file: each file's errors are one slice of it.
+    bounds = np.searchsorted(file_no[kept], np.arange(len(files) + 1)).tolist()
     errors: dict[str, list[RowError]] = {}
-    by_line: dict[int, dict[int, Record]] = {}
-    for start in range(0, len(kept), _CHUNK):
-        chunk = kept[start : start + _CHUNK]
-        arrays = (file_no[chunk], line[chunk], column[chunk], rank[chunk])
-        for f, n, c, r in zip(*(a.tolist() for a in arrays), strict=True):
-            if f not in by_line:
-                by_line[f] = {rec.line: rec for rec in files[f].records}
-            rec, code, name = by_line[f][n], rules.PRIORITY[r], columns[c]
-            message = rules.message(code, name, rec.values.get(name))
-            # The record's own line number: one int object per row, not one per error.
-            errors.setdefault(files[f].label, []).append(RowError(rec.line, name, code, message))
+    for f, rows in enumerate(files):
+        if bounds[f] < bounds[f + 1]:
+            found = errors[rows.label] = []
+            by_line = {rec.line: rec for rec in rows.records}
+            for start in range(bounds[f], bounds[f + 1], _CHUNK):
+                chunk = kept[start : min(start + _CHUNK, bounds[f + 1])]
+                found.extend(
+                    _chunk_errors(by_line, line[chunk], column[chunk], rank[chunk], columns)
+                )
     return errors
+
+
+def _chunk_errors(
+    by_line: dict[int, Record], lines: Any, columns_no: Any, ranks: Any, columns: list[str]
+) -> list[RowError]:
+    """The RowErrors of one chunk of a file's failing (line, column, rank) arrays."""
+    message, priority = rules.message, rules.PRIORITY
+    found = []
+    for n, c, r in zip(lines.tolist(), columns_no.tolist(), ranks.tolist(), strict=True):
+        rec, code, name = by_line[n], priority[r], columns[c]
+        # The record's own line number: one int object per row, not one per error.
+        found.append(RowError(rec.line, name, code, message(code, name, rec.values.get(name))))
+    return found
 
 
 def _release(batch: Any) -> None:
