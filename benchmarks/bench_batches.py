@@ -61,7 +61,8 @@ def plan(kind: str) -> list[list[dict[str, str]]]:
         return runs.plan_upload_batches()
     pending = folders.ready_uploads(settings.data_dir(), 0)
     items = [{"merchant_id": p.merchant_id, "path": str(p.path)} for p in pending]
-    return runs.split(items, BATCH_SIZE, runs.MAX_BATCHES)
+    sizes = [p.size for p in pending]
+    return runs.split(items, sizes, BATCH_SIZE, settings.batch_bytes(), runs.MAX_BATCHES)
 
 
 def one_run(kind: str, files: int) -> dict[str, Any]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from review_ingest import runs
@@ -9,10 +12,48 @@ from review_ingest.connections import sqlalchemy_url
 
 
 def test_split_respects_batch_size_and_the_cap_on_mapped_tasks():
-    assert runs.split([], 25, 64) == []
-    assert [len(b) for b in runs.split(list(range(60)), 25, 64)] == [25, 25, 10]
-    batches = runs.split(list(range(10_000)), 25, 64)
-    assert len(batches) <= 64 and sum(map(len, batches)) == 10_000
+    assert runs.split([], [], 25, 10**9, 64) == []
+    assert [len(b) for b in runs.split(list(range(60)), [1] * 60, 25, 10**9, 64)] == [25, 25, 10]
+    batches = runs.split(list(range(10_000)), [1] * 10_000, 25, 10**9, 64)
+    assert len(batches) <= 64 and sum(batches, []) == list(range(10_000))
+
+
+def test_split_fills_a_batch_up_to_its_bytes_and_gives_a_big_file_its_own():
+    sizes = [2, 2, 2, 7, 1, 3, 3]
+    assert runs.split(list("abcdefg"), sizes, 500, 5, 64) == [
+        ["a", "b"],
+        ["c"],
+        ["d"],
+        ["e", "f"],
+        ["g"],
+    ]
+    # 200 small files of 2 KB: one task, not one per 25 files
+    assert len(runs.split(list(range(200)), [2048] * 200, 500, 5 * 1024 * 1024, 64)) == 1
+    # 200 files of 5 MB: one each, until the cap on mapped tasks doubles the budget
+    batches = runs.split(list(range(200)), [5 * 1024 * 1024] * 200, 500, 5 * 1024 * 1024, 64)
+    assert len(batches) <= 64 and sum(batches, []) == list(range(200))
+    assert max(map(len, batches)) == 4
+
+
+def test_plan_upload_batches_groups_small_files_by_their_bytes(tmp_path, monkeypatch):
+    """Ready files of 1 KB and one of 3 KB under a 4 KB budget: the big one starts a batch."""
+    monkeypatch.setenv("REVIEW_INGEST_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("REVIEW_INGEST_MIN_FILE_AGE_SECONDS", "0")
+    monkeypatch.setenv("REVIEW_INGEST_BATCH_BYTES", "4096")
+    merchants = tmp_path / "merchants.yaml"
+    merchants.write_text("merchants:\n  acme:\n    template: website\n", encoding="utf-8")
+    monkeypatch.setenv("REVIEW_INGEST_MERCHANTS", str(merchants))
+    folder = tmp_path / "uploads" / "acme"
+    folder.mkdir(parents=True)
+    for number, size in enumerate([1024, 1024, 1024, 3072, 1024]):
+        path = folder / f"f{number}.csv"
+        path.write_bytes(b"x" * size)
+        os.utime(path, (1_000_000 + number, 1_000_000 + number))
+    batches = runs.plan_upload_batches()
+    assert [[Path(item["path"]).name for item in batch] for batch in batches] == [
+        ["f0.csv", "f1.csv", "f2.csv"],
+        ["f3.csv", "f4.csv"],
+    ]
 
 
 def test_warehouse_connection_urls():

@@ -23,10 +23,11 @@ STORED_KINDS = ("processed", "rejected")
 
 @dataclass(frozen=True)
 class Pending:
-    """A complete file waiting in a merchant's upload folder."""
+    """A complete file waiting in a merchant's upload folder (``size`` in bytes)."""
 
     merchant_id: str
     path: Path
+    size: int = 0
 
 
 def is_partial_name(name: str) -> bool:
@@ -54,9 +55,9 @@ def ready_uploads(
         for entry in os.scandir(folder):
             if not entry.is_file(follow_symlinks=False) or is_partial_name(entry.name):
                 continue
-            mtime = entry.stat(follow_symlinks=False).st_mtime
-            if now - mtime >= min_age_seconds:
-                found.append((mtime, Pending(folder.name, Path(entry.path))))
+            stat = entry.stat(follow_symlinks=False)
+            if now - stat.st_mtime >= min_age_seconds:
+                found.append((stat.st_mtime, Pending(folder.name, Path(entry.path), stat.st_size)))
     return [pending for _, pending in sorted(found, key=lambda item: (item[0], str(item[1].path)))]
 
 

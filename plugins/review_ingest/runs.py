@@ -7,7 +7,6 @@ files and the warehouse.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,19 +46,23 @@ def plan_upload_batches(max_batches: int = MAX_BATCHES) -> list[list[dict[str, s
 
     Files whose merchants share a template, a time zone and an oldest order day come together
     (in their order otherwise, so each merchant's oldest first): a batch's small files then go
-    through one validation rather than one per template (0.1-0.2 s each).
+    through one validation rather than one per template (0.1-0.2 s each). A batch holds up to
+    ``REVIEW_INGEST_BATCH_BYTES`` of files (``split``): 200 small files make one task, not eight
+    that each pay a task's own cost.
     """
     data_dir = settings.data_dir()
     pending = folders.ready_uploads(data_dir, settings.min_file_age_seconds())
     items = [{"merchant_id": p.merchant_id, "path": str(p.path)} for p in pending]
+    sizes = [p.size for p in pending]
     left = claims.claimable(data_dir, origin="upload")
-    items += [
-        {
-            "merchant_id": c.merchant_id,
-            "path": str(folders.upload_path(data_dir, c.merchant_id, c.name)),
-        }
-        for c in left
-    ]
+    for c in left:
+        items.append(
+            {
+                "merchant_id": c.merchant_id,
+                "path": str(folders.upload_path(data_dir, c.merchant_id, c.name)),
+            }
+        )
+        sizes.append(_size(c.path))
     log.info(
         "%d file(s) ready in %s, %d left in claims by earlier runs",
         len(pending),
@@ -67,19 +70,47 @@ def plan_upload_batches(max_batches: int = MAX_BATCHES) -> list[list[dict[str, s
         len(left),
     )
     merchants = read_merchants(settings.merchants_file()).merchants
-    items.sort(key=lambda item: _validated_with(merchants.get(item["merchant_id"])))
-    return split(items, settings.batch_size(), max_batches)
+    order = sorted(
+        range(len(items)), key=lambda i: _validated_with(merchants.get(items[i]["merchant_id"]))
+    )
+    return split(
+        [items[i] for i in order],
+        [sizes[i] for i in order],
+        settings.batch_size(),
+        settings.batch_bytes(),
+        max_batches,
+    )
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _validated_with(merchant: Merchant | None) -> tuple[str, str, int]:
     return merchant.validated_with if merchant else ("", "", 0)
 
 
-def split(items: list[Any], batch_size: int, max_batches: int) -> list[list[Any]]:
-    if not items:
-        return []
-    size = max(batch_size, math.ceil(len(items) / max_batches))
-    return [items[i : i + size] for i in range(0, len(items), size)]
+def split(
+    items: list[T], sizes: list[int], batch_size: int, batch_bytes: int, max_batches: int
+) -> list[list[T]]:
+    """The items in their order, in batches of at most ``batch_size`` items and ``batch_bytes``
+    bytes (an item bigger than that alone); when that makes more than ``max_batches``, both
+    limits double until it does not."""
+    while True:
+        batches: list[list[T]] = []
+        total = 0
+        for item, size in zip(items, sizes, strict=True):
+            if not batches or len(batches[-1]) >= batch_size or total + size > batch_bytes:
+                batches.append([])
+                total = 0
+            batches[-1].append(item)
+            total += size
+        if len(batches) <= max_batches:
+            return batches
+        batch_size, batch_bytes = batch_size * 2, batch_bytes * 2
 
 
 def ingest_uploads(batch: list[dict[str, str]], warehouse_url: str) -> list[dict[str, Any]]:
