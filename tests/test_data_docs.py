@@ -408,3 +408,37 @@ def test_a_page_is_the_one_the_site_builder_renders(tmp_path):
     theirs = page.read_text(encoding="utf-8")
     assert len(UUID.findall(ours)) == len(UUID.findall(theirs)) > 0
     assert UUID.sub("<id>", theirs) == UUID.sub("<id>", ours)
+
+
+def test_a_new_task_renders_its_pages_from_the_compiled_templates(tmp_path, monkeypatch):
+    """Great Expectations' page templates are compiled once, not in every task: a second
+    ``Ingest`` (a new task, new Jinja environments) builds its page and the index without
+    compiling one of them, and gives the same page but for its random ids."""
+    import jinja2
+
+    first = run_batch(tmp_path / "first", {"orders.csv": "shop-products"})
+    compiled: list[str] = []
+    compile_template = jinja2.Environment.compile
+
+    def counting(self, source, name=None, filename=None, raw=False, defer_init=False):
+        if name is not None:
+            compiled.append(name)
+        return compile_template(self, source, name, filename, raw, defer_init)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counting)
+    second = run_batch(tmp_path / "second", {"orders.csv": "shop-products"})
+
+    assert compiled == []
+    pages = [
+        (tmp_path / name / "data_docs" / reports[0]["validation"]["data_docs"]).read_text("utf-8")
+        for name, reports in (("first", first), ("second", second))
+    ]
+    assert len(UUID.findall(pages[1])) > 0
+    # times, and import ids (time and 8 hex digits) differ
+    strip = re.compile(
+        r"\d{8}T\d{6}(?:\.\d+)?Z(?:-[0-9a-f]{8})?|\d{4}-\d{2}-\d{2}[T ][\d:.]+(?:\+00:00|Z)?"
+    )
+    assert strip.sub("<t>", UUID.sub("<id>", pages[0])) == strip.sub(
+        "<t>", UUID.sub("<id>", pages[1])
+    )
+    assert (tmp_path / "second" / "data_docs" / "index.html").is_file()
