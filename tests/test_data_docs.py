@@ -442,3 +442,32 @@ def test_a_new_task_renders_its_pages_from_the_compiled_templates(tmp_path, monk
         "<t>", UUID.sub("<id>", pages[1])
     )
     assert (tmp_path / "second" / "data_docs" / "index.html").is_file()
+
+
+@pytest.mark.parametrize("fault", ["temp dir is a file", "cache folder removed"])
+def test_pages_are_built_when_the_template_cache_cannot_be_used(tmp_path, monkeypatch, fault):
+    """The compiled-template cache only saves time: a temp dir where it cannot be made, or its
+    folder removed under a running task, still gives the page."""
+    import shutil
+    import tempfile
+
+    temp = tmp_path / "temp"
+    if fault == "temp dir is a file":
+        temp.write_text("not a folder", encoding="utf-8")
+    else:
+        temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    data_dir = tmp_path / "data"
+    ingest = Ingest(data_dir, MERCHANTS, f"sqlite:///{data_dir / 'warehouse.db'}")
+    ingest.validation._site()
+    if fault == "cache folder removed":
+        (cache,) = temp.iterdir()
+        shutil.rmtree(cache)
+    path = data_dir / "in" / "orders.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text(with_bad_row("website_products", "BAD-1"), encoding="utf-8")
+    outcome = ingest.import_file(path, "shop-products", "upload")
+    ingest.finish()
+
+    assert (data_dir / "data_docs" / outcome.data_docs).is_file()
+    assert (data_dir / "data_docs" / "index.html").is_file()

@@ -361,10 +361,28 @@ def _keep_compiled_templates(site: Any) -> None:
     Each view of a SiteBuilder compiles Great Expectations' page templates again (about 20 of
     them): every task's first Data Docs page took 0.1-0.2 s more than its next. Jinja's own
     bytecode cache keeps them in a folder of the system's temp dir private to the user, each
-    checked against its template's source before use."""
+    checked against its template's source before use. A cache that cannot be made, read or
+    written is only a miss: the templates are compiled as before."""
     from jinja2 import FileSystemBytecodeCache
 
-    cache = FileSystemBytecodeCache()
+    class QuietCache(FileSystemBytecodeCache):
+        def load_bytecode(self, bucket: Any) -> None:
+            try:
+                super().load_bytecode(bucket)
+            except OSError as exc:
+                log.debug("Data Docs: compiled template not read (%s)", exc)
+
+        def dump_bytecode(self, bucket: Any) -> None:
+            try:
+                super().dump_bytecode(bucket)
+            except OSError as exc:
+                log.debug("Data Docs: compiled template not kept (%s)", exc)
+
+    try:
+        cache = QuietCache()
+    except (OSError, RuntimeError) as exc:  # no private folder in the temp dir
+        log.warning("Data Docs: templates are compiled in each task (%s)", exc)
+        return
     section = site.site_section_builders["validations"]
     for view in (section.view_class, site.site_index_builder.view_class):
         view.env.bytecode_cache = cache
