@@ -101,3 +101,55 @@ def test_an_exception_inside_the_block_drops_the_memo(validation):
         raise RuntimeError("a validation failed")
     assert expectation.configuration is not inside
     assert expectation.configuration is not expectation.configuration
+
+
+def test_plain_keys_tell_apart_what_json_tells_apart():
+    key = gx_memo.plain_key
+    assert key({"a": 1, "b": [1, "x"]}) == key({"b": [1, "x"], "a": 1})
+    different = [0.0, -0.0, 1, True, "1", None, [1], (1,), {"a": 1}, {"a": 1.0}, {"a": "1"}]
+    assert len({key(value) for value in different}) == len(different)
+    for value in ({1, 2}, {1: "a"}, object(), [b"bytes"]):
+        with pytest.raises(gx_memo.NotPlain):
+            key(value)
+
+
+def test_metric_ids_are_those_great_expectations_computes(validation, monkeypatch):
+    """Every id a validation takes from the memo is the one ``IDDict.to_id`` computes."""
+    from great_expectations.core.id_dict import IDDict
+    from great_expectations.validator.metric_configuration import MetricConfiguration
+
+    seen: list[tuple[Any, Any]] = []
+    init = MetricConfiguration.__init__
+
+    def recording(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        seen.append((dict(self.metric_domain_kwargs), self.id.metric_domain_kwargs_id))
+        seen.append((dict(self.metric_value_kwargs), self.id.metric_value_kwargs_id))
+
+    monkeypatch.setattr(MetricConfiguration, "__init__", recording)
+    with gx_memo.memoized():
+        validate(validation, "website_products", 3)
+    assert len(seen) > 1000
+    assert all(IDDict(kwargs).to_id() == found for kwargs, found in seen)
+
+
+def test_an_id_is_computed_once_per_content_inside_the_block(monkeypatch):
+    from great_expectations.core import id_dict
+
+    calls: list[Any] = []
+    convert = id_dict.convert_to_json_serializable
+
+    def counting(data: Any) -> Any:
+        calls.append(data)
+        return convert(data)
+
+    monkeypatch.setattr(id_dict, "convert_to_json_serializable", counting)
+    kwargs = {"column": "email", "mostly": 1.0, "regex": "^a"}
+    with gx_memo.memoized():
+        first = id_dict.IDDict(kwargs).to_id()
+        assert id_dict.IDDict(dict(kwargs)).to_id() == first
+        assert len(calls) == 1
+        id_dict.IDDict({**kwargs, "value_set": {1, 2}}).to_id()  # not plain: computed
+        assert len(calls) == 2
+    assert id_dict.IDDict(kwargs).to_id() == first
+    assert len(calls) == 3  # outside the block, as Great Expectations does
