@@ -5,6 +5,7 @@ memo lives only inside its block, on its own thread. Real suites, real validatio
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -23,25 +24,28 @@ def validation() -> Validation:
     return Validation(docs_dir=None, results_dir=None)
 
 
-def validate(validation: Validation, template_id: str, files: int) -> dict[str, Any]:
-    """The suite's result on ``files`` copies of the template's row-rules file, as JSON."""
+def validate(
+    validation: Validation, template_id: str, files: int, *, memo: bool = False
+) -> dict[str, Any]:
+    """The suite's result on ``files`` copies of the template's row-rules file, as JSON; with
+    ``memo`` inside ``gx_memo.memoized`` given the frame, as ``check_files`` validates."""
     template = TEMPLATES[template_id]
     merchant = default_merchant(template_id)
     records = read_file(test_row_rules.DATA[template_id], template).records
     rows = [FileRows(f"import-{n}", f"rules-{n}.csv", records) for n in range(files)]
     definition = validation._definition(template_id)
-    batch = definition.batch_definition.get_batch(
-        batch_parameters={"dataframe": build_frame(rows, template, merchant)}
-    )
+    frame = build_frame(rows, template, merchant)
+    batch = definition.batch_definition.get_batch(batch_parameters={"dataframe": frame})
     as_of = test_row_rules.AS_OF.toordinal()
-    result = batch.validate(
-        definition.suite,
-        result_format=RESULT_FORMAT,
-        expectation_parameters={
-            "as_of_day": as_of,
-            "oldest_day": as_of - merchant.max_order_age_days,
-        },
-    )
+    with gx_memo.memoized(frame) if memo else contextlib.nullcontext():
+        result = batch.validate(
+            definition.suite,
+            result_format=RESULT_FORMAT,
+            expectation_parameters={
+                "as_of_day": as_of,
+                "oldest_day": as_of - merchant.max_order_age_days,
+            },
+        )
     found = result.to_json_dict()
     found["meta"]["batch_markers"].pop("ge_load_time")  # when the frame was handed over
     return found
@@ -50,8 +54,7 @@ def validate(validation: Validation, template_id: str, files: int) -> dict[str, 
 @pytest.mark.parametrize("files", [1, 3])
 @pytest.mark.parametrize("template_id", sorted(TEMPLATES))
 def test_results_are_the_same_with_the_memo_and_without(validation, template_id, files):
-    with gx_memo.memoized():
-        memoized = validate(validation, template_id, files)
+    memoized = validate(validation, template_id, files, memo=True)
     plain = validate(validation, template_id, files)
     assert memoized == plain
     # The file breaks the template's rules: the comparison covers failing rows.
@@ -127,8 +130,7 @@ def test_metric_ids_are_those_great_expectations_computes(validation, monkeypatc
         seen.append((dict(self.metric_value_kwargs), self.id.metric_value_kwargs_id))
 
     monkeypatch.setattr(MetricConfiguration, "__init__", recording)
-    with gx_memo.memoized():
-        validate(validation, "website_products", 3)
+    validate(validation, "website_products", 3, memo=True)
     assert len(seen) > 1000
     assert all(IDDict(kwargs).to_id() == found for kwargs, found in seen)
 
@@ -153,3 +155,44 @@ def test_an_id_is_computed_once_per_content_inside_the_block(monkeypatch):
         assert len(calls) == 2
     assert id_dict.IDDict(kwargs).to_id() == first
     assert len(calls) == 3  # outside the block, as Great Expectations does
+
+
+def test_a_null_mask_of_the_frame_is_computed_once_and_handed_out_as_a_copy():
+    import numpy as np
+    import pandas as pd
+
+    text = pd.StringDtype("python", na_value=float("nan"))
+    frame = pd.DataFrame({"a": ["x", None, "y"], "b": ["1", "2", None]}).astype(text)
+    other = pd.array(["z", None], dtype=text)
+    with gx_memo.memoized(frame):
+        first = frame["a"].isna().to_numpy()
+        mask = frame["a"].array.isna()
+        mask[:] = True  # a caller's copy: the next one is unchanged
+        assert frame["a"].array.isna().tolist() == [False, True, False]
+        assert frame["b"].notnull().tolist() == [True, True, False]
+        assert other.isna().tolist() == [False, True]  # not of the frame: computed
+        stored = [entry[1] for entry in gx_memo._local.masks.values()]
+        assert all(isinstance(m, np.ndarray) for m in stored) and len(stored) == 2
+    assert first.tolist() == [False, True, False]
+    assert gx_memo._local.masks is None
+
+
+def test_a_validation_computes_each_null_mask_of_its_frame_once(validation, monkeypatch):
+    """Without the memo the metrics compute a text column's null mask about ten times."""
+    from pandas._libs import missing
+
+    computed: list[int] = []
+    isna_string = missing.isna_string
+
+    def counting(values: Any) -> Any:
+        computed.append(len(values))
+        return isna_string(values)
+
+    monkeypatch.setattr(missing, "isna_string", counting)
+    validate(validation, "website_products", 3)
+    without = len(computed)
+    computed.clear()
+    validate(validation, "website_products", 3, memo=True)
+    columns = len(TEMPLATES["website_products"].columns)
+    assert without > 5 * columns
+    assert len(computed) <= without - 4 * columns

@@ -180,10 +180,9 @@ class Validation:
         if not files:
             return checks
         definition = self._definition(template.id)
-        batch = definition.batch_definition.get_batch(
-            batch_parameters={"dataframe": build_frame(files, template, merchant)}
-        )
-        with gx_memo.memoized():
+        frame = build_frame(files, template, merchant)
+        batch = definition.batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        with gx_memo.memoized(frame):
             result = batch.validate(
                 definition.suite,
                 result_format=RESULT_FORMAT,
@@ -192,6 +191,7 @@ class Validation:
                     "oldest_day": as_of.toordinal() - merchant.max_order_age_days,
                 },
             )
+        del frame  # ``_release`` lets go of the engine's reference: the frame is freed then
         _release(batch)
         failing = list(_failing(result, files))
         _cut_failing_lists(result)
