@@ -1,6 +1,7 @@
-"""``gx_memo``: Great Expectations' results are the same with the memo of expectation
-configurations as without it, for every row rule of every template, one file or several; the
-memo lives only inside its block, on its own thread. Real suites, real validations.
+"""``gx_memo``: Great Expectations' results are the same with its memos (and with
+``gx_domains.narrowed``, as ``check_files`` validates) as without them, for every row rule of
+every template, one file or several; the memo lives only inside its block, on its own thread.
+Real suites, real validations.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from review_ingest import gx_memo
+from review_ingest import gx_domains, gx_memo
 from review_ingest.merchants import default_merchant
 from review_ingest.reading import read_file
 from review_ingest.templates import TEMPLATES
@@ -28,7 +29,8 @@ def validate(
     validation: Validation, template_id: str, files: int, *, memo: bool = False
 ) -> dict[str, Any]:
     """The suite's result on ``files`` copies of the template's row-rules file, as JSON; with
-    ``memo`` inside ``gx_memo.memoized`` given the frame, as ``check_files`` validates."""
+    ``memo`` inside ``gx_memo.memoized`` given the frame and ``gx_domains.narrowed``, as
+    ``check_files`` validates."""
     template = TEMPLATES[template_id]
     merchant = default_merchant(template_id)
     records = read_file(test_row_rules.DATA[template_id], template).records
@@ -37,7 +39,10 @@ def validate(
     frame = build_frame(rows, template, merchant)
     batch = definition.batch_definition.get_batch(batch_parameters={"dataframe": frame})
     as_of = test_row_rules.AS_OF.toordinal()
-    with gx_memo.memoized(frame) if memo else contextlib.nullcontext():
+    with contextlib.ExitStack() as blocks:
+        if memo:
+            blocks.enter_context(gx_memo.memoized(frame))
+            blocks.enter_context(gx_domains.narrowed())
         result = batch.validate(
             definition.suite,
             result_format=RESULT_FORMAT,

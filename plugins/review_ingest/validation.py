@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from review_ingest import data_docs, gx_import, gx_memo, rules
+from review_ingest import data_docs, gx_domains, gx_import, gx_memo, rules
 from review_ingest.merchants import Merchant
 from review_ingest.records import Record, RowError
 from review_ingest.settings import EXPECTATIONS_DIR
@@ -182,7 +182,7 @@ class Validation:
         definition = self._definition(template.id)
         frame = build_frame(files, template, merchant)
         batch = definition.batch_definition.get_batch(batch_parameters={"dataframe": frame})
-        with gx_memo.memoized(frame):
+        with gx_memo.memoized(frame), gx_domains.narrowed():
             result = batch.validate(
                 definition.suite,
                 result_format=RESULT_FORMAT,
