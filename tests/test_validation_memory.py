@@ -70,3 +70,31 @@ def test_errors_are_the_same_whatever_the_chunk_size(validation, monkeypatch):
     assert len(whole) > 7
     monkeypatch.setattr(validation_module, "_CHUNK", 7)
     assert check(validation, records) == whole
+
+
+def test_an_error_message_is_made_when_it_is_first_read(validation, monkeypatch):
+    """``check`` shows the first thousand messages of an all-bad file: the rows' errors are
+    made without their messages, each message once when read, as ``rules.message`` words it."""
+    from review_ingest import rules
+
+    made: list[tuple[str, str | None]] = []
+    message = rules.message
+
+    def counting(code: str, column: str | None, value: str | None) -> str:
+        made.append((code, column))
+        return message(code, column, value)
+
+    monkeypatch.setattr(rules, "message", counting)
+    records = rules_records()
+    rows = [FileRows("import-1", "rules.csv", records)]
+    errors = validation.check_files(
+        rows, TEMPLATES[TEMPLATE], default_merchant(TEMPLATE), test_row_rules.AS_OF, "run"
+    )["import-1"].errors
+    assert len(errors) > 10 and made == []
+    values = {r.line: r.values for r in records}
+    assert [e.message for e in errors] == [
+        message(e.code, e.column, values[e.line].get(e.column)) for e in errors
+    ]
+    assert len(made) == len(errors)
+    assert [e.message for e in errors[:3]] == [e.message for e in errors[:3]]
+    assert len(made) == len(errors)  # each kept once made

@@ -511,12 +511,13 @@ def _chunk_errors(
     by_line: dict[int, Record], lines: Any, columns_no: Any, ranks: Any, columns: list[str]
 ) -> list[RowError]:
     """The RowErrors of one chunk of a file's failing (line, column, rank) arrays."""
-    message, priority = rules.message, rules.PRIORITY
+    priority = rules.PRIORITY
     found = []
     for n, c, r in zip(lines.tolist(), columns_no.tolist(), ranks.tolist(), strict=True):
-        rec, code, name = by_line[n], priority[r], columns[c]
-        # The record's own line number: one int object per row, not one per error.
-        found.append(RowError(rec.line, name, code, message(code, name, rec.values.get(name))))
+        rec, name = by_line[n], columns[c]
+        # The record's own line number: one int object per row, not one per error; the
+        # message is made from the value when it is read (``RowError``).
+        found.append(RowError(rec.line, name, priority[r], None, rec.values.get(name)))
     return found
 
 
