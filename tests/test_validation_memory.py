@@ -96,5 +96,6 @@ def test_an_error_message_is_made_when_it_is_first_read(validation, monkeypatch)
         message(e.code, e.column, values[e.line].get(e.column)) for e in errors
     ]
     assert len(made) == len(errors)
-    assert [e.message for e in errors[:3]] == [e.message for e in errors[:3]]
+    for error in errors[:3]:
+        error.message  # noqa: B018  (read again)
     assert len(made) == len(errors)  # each kept once made

@@ -52,17 +52,18 @@ def plan_upload_batches(max_batches: int = MAX_BATCHES) -> list[list[dict[str, s
     """
     data_dir = settings.data_dir()
     pending = folders.ready_uploads(data_dir, settings.min_file_age_seconds())
-    items = [{"merchant_id": p.merchant_id, "path": str(p.path)} for p in pending]
-    sizes = [p.size for p in pending]
     left = claims.claimable(data_dir, origin="upload")
-    for c in left:
-        items.append(
+    sized = [({"merchant_id": p.merchant_id, "path": str(p.path)}, p.size) for p in pending]
+    sized += [
+        (
             {
                 "merchant_id": c.merchant_id,
                 "path": str(folders.upload_path(data_dir, c.merchant_id, c.name)),
-            }
+            },
+            _size(c.path),
         )
-        sizes.append(_size(c.path))
+        for c in left
+    ]
     log.info(
         "%d file(s) ready in %s, %d left in claims by earlier runs",
         len(pending),
@@ -70,12 +71,10 @@ def plan_upload_batches(max_batches: int = MAX_BATCHES) -> list[list[dict[str, s
         len(left),
     )
     merchants = read_merchants(settings.merchants_file()).merchants
-    order = sorted(
-        range(len(items)), key=lambda i: _validated_with(merchants.get(items[i]["merchant_id"]))
-    )
+    sized.sort(key=lambda pair: _validated_with(merchants.get(pair[0]["merchant_id"])))
     return split(
-        [items[i] for i in order],
-        [sizes[i] for i in order],
+        [item for item, _ in sized],
+        [size for _, size in sized],
         settings.batch_size(),
         settings.batch_bytes(),
         max_batches,
