@@ -331,6 +331,33 @@ def test_postgres_stores_times_as_timestamptz(pg_engine: Engine) -> None:
         )
 
 
+def test_save_keeps_each_request_time_to_the_microsecond(engine: Engine) -> None:
+    """Times are written once per distinct instant (as text for COPY): every request keeps its
+    own, whatever its time zone, and the same instant in two zones is one value."""
+    winter = dt.datetime(2026, 3, 12, 8, 15, 30, 123456, tzinfo=PARIS)
+    summer = dt.datetime(2026, 7, 1, 0, 0, 0, 1, tzinfo=PARIS)
+    same_as_winter = winter.astimezone(ZoneInfo("America/New_York"))
+    requests = [
+        brand("ORD-1", scheduled_at=winter),
+        brand("ORD-2", scheduled_at=summer),
+        brand("ORD-3", scheduled_at=same_as_winter),
+        brand("ORD-4", scheduled_at=winter),
+    ]
+    save(engine, outcome(import_record(), requests))
+    query = select(
+        ReviewRequestRow.order_ref, ReviewRequestRow.scheduled_at, ReviewRequestRow.created_at
+    ).order_by(ReviewRequestRow.order_ref)
+    with engine.connect() as connection:
+        stored = connection.execute(query).all()
+    assert [(ref, at) for ref, at, _ in stored] == [
+        ("ORD-1", dt.datetime(2026, 3, 12, 7, 15, 30, 123456, tzinfo=dt.UTC)),
+        ("ORD-2", dt.datetime(2026, 6, 30, 22, 0, 0, 1, tzinfo=dt.UTC)),
+        ("ORD-3", dt.datetime(2026, 3, 12, 7, 15, 30, 123456, tzinfo=dt.UTC)),
+        ("ORD-4", dt.datetime(2026, 3, 12, 7, 15, 30, 123456, tzinfo=dt.UTC)),
+    ]
+    assert {created for _, _, created in stored} == {PROCESSED_AT}
+
+
 def test_save_refuses_a_naive_scheduled_at_and_writes_nothing(engine: Engine) -> None:
     naive = brand("ORD-1", scheduled_at=dt.datetime(2026, 3, 12))
     with pytest.raises(ValueError, match="naive"):

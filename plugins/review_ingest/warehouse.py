@@ -6,13 +6,14 @@ errors are streamed with COPY; elsewhere they go through executemany.
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import functools
 import itertools
 import logging
 import sqlite3
 import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import fields
 from operator import attrgetter
@@ -288,9 +289,10 @@ def _import_values(record: records.ImportRecord) -> dict[str, Any]:
 def _write_requests(
     connection: Connection, record: records.ImportRecord, requests: Sequence[records.ReviewRequest]
 ) -> None:
+    stamp = _timestamps(connection)
+    created = stamp(record.processed_at)
     rows = [
-        (record.import_id, "scheduled", record.processed_at, to_utc(r.scheduled_at))
-        + _request_values(r)
+        (record.import_id, "scheduled", created, stamp(r.scheduled_at)) + _request_values(r)
         for r in requests
     ]
     # The same insertion order in every process: two concurrent files with common order_refs
@@ -306,6 +308,17 @@ def _write_requests(
                 f"another file of merchant {record.merchant_id} loaded some of these order_refs"
             ) from exc
         raise
+
+
+def _timestamps(connection: Connection) -> Callable[[dt.datetime], Any]:
+    """Each distinct time in UTC, once: as ISO text for COPY, else as a datetime.
+
+    A 5 MB file's 50,000 requests share a few hundred times (order time + delay); psycopg
+    formatted an aware datetime in about 4 µs, a third of the time of writing a request row.
+    """
+    if connection.dialect.driver == "psycopg":
+        return functools.cache(lambda value: to_utc(value).isoformat())
+    return functools.cache(to_utc)
 
 
 _ORDER_REF = REQUEST_COLUMNS.index("order_ref")
