@@ -11,7 +11,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -356,6 +356,38 @@ def test_save_keeps_each_request_time_to_the_microsecond(engine: Engine) -> None
         ("ORD-4", dt.datetime(2026, 3, 12, 7, 15, 30, 123456, tzinfo=dt.UTC)),
     ]
     assert {created for _, _, created in stored} == {PROCESSED_AT}
+
+
+def test_sqlite_stores_what_sqlalchemy_would_store(tmp_path: Path) -> None:
+    """``save`` hands SQLite's driver tuples of its own; each stored value is the text an
+    INSERT through SQLAlchemy stores (times, dates, NULLs), so queries read both the same."""
+    engine = engine_for(f"sqlite:///{tmp_path / 'warehouse.db'}")
+    migrate(engine)
+    full = product(
+        "ORD-1",
+        "P1",
+        shop_id="paris-1",
+        url_product="https://shop.example/p1",
+        gtin_ean="4006381333931",
+        scheduled_at=dt.datetime(2026, 7, 20, 9, 15, 30, 250000, tzinfo=PARIS),
+    )
+    save(engine, outcome(import_record(), [full, brand("ORD-2", language=None)]))
+    save(engine, outcome(import_record("imp-2", sha256="b" * 64)))
+    insert_request(engine, "imp-2", replace(full, order_ref="ORD-1B"))
+    insert_request(engine, "imp-2", brand("ORD-2B", language=None))
+    columns = [c for c in ReviewRequestRow.__table__.columns if c.key != "request_id"]
+    query = select(*(cast(c, String).label(c.key) for c in columns)).order_by(
+        ReviewRequestRow.request_id
+    )
+    with engine.connect() as connection:
+        rows = [dict(row._mapping) for row in connection.execute(query)]
+    saved_1, saved_2, inserted_1, inserted_2 = rows
+    for saved, inserted in [(saved_1, inserted_1), (saved_2, inserted_2)]:
+        del saved["import_id"], saved["order_ref"], inserted["import_id"], inserted["order_ref"]
+        assert saved == inserted
+    assert saved_1["scheduled_at"] == "2026-07-20 07:15:30.250000"
+    assert saved_1["order_date"] == "2026-03-09"
+    assert saved_2["language"] is None
 
 
 def test_save_refuses_a_naive_scheduled_at_and_writes_nothing(engine: Engine) -> None:

@@ -343,10 +343,40 @@ def _write(
     if connection.dialect.driver == "psycopg":
         _copy(connection, table, columns, rows)
         return
+    if connection.dialect.name == "sqlite":
+        _driver_executemany(connection, table, columns, rows)
+        return
     # In chunks: one dict per row for a whole all-bad file (300k errors) costs 100 MB at once.
     rows = iter(rows)
     while chunk := list(itertools.islice(rows, INSERT_CHUNK)):
         connection.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in chunk])
+
+
+def _driver_executemany(
+    connection: Connection, table: Table, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]
+) -> None:
+    """The INSERT compiled once, the rows handed to the driver as tuples in chunks, each value
+    through its column type's bind processor (times to UTC text, dates).
+
+    SQLAlchemy's executemany of dicts processed every row itself: an all-bad file's 311,000
+    errors took 3.6 s into SQLite that way, 1.9 s this way. Its errors are wrapped as
+    SQLAlchemy's, without the parameters (``hide_parameters``), as before.
+    """
+    dialect = connection.dialect
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))
+    order = [columns.index(key) for key in compiled.positiontup or ()]
+    processors = [
+        (position, processor)
+        for position, index in enumerate(order)
+        if (processor := table.c[columns[index]].type.dialect_impl(dialect).bind_processor(dialect))
+    ]
+    rows = iter(rows)
+    while chunk := list(itertools.islice(rows, INSERT_CHUNK)):
+        values = [[row[index] for index in order] for row in chunk]
+        for position, processor in processors:
+            for row in values:
+                row[position] = processor(row[position])
+        connection.exec_driver_sql(compiled.string, [tuple(row) for row in values])
 
 
 def _copy(
