@@ -186,10 +186,7 @@ class Validation:
             result = batch.validate(
                 definition.suite,
                 result_format=RESULT_FORMAT,
-                expectation_parameters={
-                    "as_of_day": as_of.toordinal(),
-                    "oldest_day": as_of.toordinal() - merchant.max_order_age_days,
-                },
+                expectation_parameters=expectation_parameters(merchant, as_of),
             )
         del frame  # ``_release`` lets go of the engine's reference: the frame is freed then
         _release(batch)
@@ -353,6 +350,14 @@ class Validation:
             _keep_compiled_templates(site)
             self._site_builder = site
         return self._site_builder
+
+
+def expectation_parameters(merchant: Merchant, as_of: dt.date) -> dict[str, int]:
+    """The suites' parameters: the newest and oldest order days allowed, as ordinals."""
+    return {
+        "as_of_day": as_of.toordinal(),
+        "oldest_day": as_of.toordinal() - merchant.max_order_age_days,
+    }
 
 
 def _keep_compiled_templates(site: Any) -> None:
