@@ -122,9 +122,8 @@ def main() -> None:
         for count in (int(size) for size in args.sizes.split(",")):
             results.append(one_size(Path(tmp), count))
             print(json.dumps(results[-1]), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     body = {"results": results, "seconds": round(time.perf_counter() - start, 1)}
-    args.out.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    bi.write_json(args.out, body)
     print(f"results: {args.out} ({body['seconds']} s)")
 
 

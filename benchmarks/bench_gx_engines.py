@@ -226,8 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in ("valid", "all_bad"):
                 path = Path(sizes[name]["path"])
                 results[name] = measure(name, path, sql_engine, args.repeat)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    bi.write_json(args.out, results)
     print(f"results: {args.out}")
     return 0
 

@@ -748,9 +748,14 @@ def write_results(bench: Bench, verdicts: list[Ratio], args: argparse.Namespace)
         "facts": bench.facts,
         "ratios": {r.name: r.as_dict() for r in verdicts},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json(args.out, result)
     return args.out
+
+
+def write_json(out: Path, body: Any) -> None:
+    """``body`` as indented JSON in ``out``, its folder made if need be."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import subprocess
 import sys
 import time
@@ -132,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         "total_minutes": round(total / 60, 1),
         "cpu_reference_s": [round(seconds, 3) for seconds in references],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    bi.write_json(args.out, summary)
     print(f"results: {args.out}")
     return 0
 

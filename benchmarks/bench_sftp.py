@@ -208,9 +208,7 @@ def report(result: SftpRun, found: list[bi.Ratio], out: Path) -> None:
     """The run and its verdicts, printed and written to ``out``."""
     print(json.dumps(result.as_dict(), indent=2))
     bi.print_verdicts(found)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    body = {"run": result.as_dict(), "ratios": {r.name: r.as_dict() for r in found}}
-    out.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    bi.write_json(out, {"run": result.as_dict(), "ratios": {r.name: r.as_dict() for r in found}})
     print(f"\nresults: {out}")
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import random
 import shutil
 import statistics
@@ -295,9 +294,8 @@ def report(results: list[Size], found: list[bi.Ratio], out: Path) -> None:
         )
     print(f"\nplan at {results[-1].rows:,} rows:\n{results[-1].plan}")
     bi.print_verdicts(found)
-    out.parent.mkdir(parents=True, exist_ok=True)
     body = {"sizes": [s.as_dict() for s in results], "ratios": {r.name: r.as_dict() for r in found}}
-    out.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    bi.write_json(out, body)
     print(f"\nresults: {out}")
 
 
