@@ -436,3 +436,21 @@ def test_the_header_line_is_the_first_non_blank_line():
     parsed = read(f"\n\r\n;;\n{HEADER}\n{ROW}\n")
     assert parsed.columns == HEADER.split(";")
     assert lines_of(parsed) == [5]
+
+
+def test_equal_values_of_a_file_share_one_string_and_keep_their_text():
+    """A 5 MB file's records live until it is loaded: a value repeated from row to row (a
+    name, a date, a quoted value too) is held once (issue 9, peak memory), and every record
+    still reads its own text."""
+    rows = [
+        'R1;a@example.com;"Doe";Jane;05-11-2026',
+        "R2;b@example.com;Doe;Jane;05-11-2026",
+        "R3;c@example.com;Martin;Jane;06-11-2026",
+    ]
+    parsed = read("\n".join([HEADER, *rows]) + "\n")
+    first, second, third = (r.values for r in parsed.records)
+    assert [r.values["lastname"] for r in parsed.records] == ["Doe", "Doe", "Martin"]
+    assert first["lastname"] is second["lastname"]
+    assert first["order_date"] is second["order_date"]
+    assert first["firstname"] is second["firstname"] is third["firstname"]
+    assert third["order_date"] == "06-11-2026" and third["order_ref"] == "R3"

@@ -219,6 +219,10 @@ def _data_records(
     records: list[Record] = []
     wrong: list[RowError] = []
     width = len(columns)
+    # Equal values of the file share one string (names, dates, languages, brands, bad values
+    # repeat from row to row): the records live until the file is loaded, and the all-bad
+    # 5 MB import peaked at 289 MB with a string per value, 256 MB with this.
+    same: dict[str, str] = {}
     for line_no, fields in iter_records(lines, start):
         if isinstance(fields, Unclosed):
             wrong.append(_unclosed_quote_error(line_no, fields, columns))
@@ -226,6 +230,7 @@ def _data_records(
         if extra_last and len(fields) == width + 1 and not fields[-1]:
             fields = fields[:-1]
         if len(fields) == width:
+            fields = [same.setdefault(f, f) for f in fields]
             records.append(Record(line_no, dict(zip(columns, fields, strict=True))))
         else:
             wrong.append(_field_count_error(line_no, len(fields), width, extra_last))
