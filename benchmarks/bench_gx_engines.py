@@ -43,7 +43,7 @@ from review_ingest import gx_import, validation
 from review_ingest.merchants import Merchant, default_merchant
 from review_ingest.reading import read_file
 from review_ingest.records import RowError
-from review_ingest.settings import EXPECTATIONS_DIR
+from review_ingest.suites import suite_path
 from review_ingest.templates import TEMPLATES, Template
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,22 +68,12 @@ Errors = set[tuple[int, str | None, str]]
 class SqlEngine:
     """The template's saved suite on a PostgreSQL table, by GX's SQL engine."""
 
-    def __init__(self, url: str, template: Template):
+    def __init__(self, context: Any, url: str, template: Template):
+        """In ``context``, the pipeline's own (``Validation.context``), beside its pandas source."""
         gx = gx_import.load()
-        from great_expectations.data_context.types.base import (
-            DataContextConfig,
-            InMemoryStoreBackendDefaults,
-            ProgressBarsConfig,
-        )
-
         self.libpq = url.replace("postgresql+psycopg", "postgresql")
-        config = DataContextConfig(
-            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
-            analytics_enabled=False,
-            progress_bars=ProgressBarsConfig(globally=False),
-        )
-        context = gx.get_context(project_config=config, mode="ephemeral")
-        saved = json.loads((EXPECTATIONS_DIR / f"{template.id}.json").read_text("utf-8"))
+        saved = json.loads(suite_path(template.id).read_text("utf-8"))
+        saved["name"] = f"{template.id}_on_sql"  # the pandas engine's suite keeps the id
         for expectation in saved["expectations"]:
             if expectation["type"] == "expect_table_columns_to_match_set":
                 expectation["kwargs"]["column_set"].append(validation.LINE)
@@ -172,13 +162,18 @@ def timed(work: Callable[[], list[RowError]]) -> tuple[float, Errors]:
     return time.perf_counter() - start, _key(errors)
 
 
-def measure(name: str, path: Path, sql_engine: SqlEngine, repeat: int) -> dict[str, Any]:
+def measure(
+    name: str,
+    path: Path,
+    pandas_engine: validation.Validation,
+    sql_engine: SqlEngine,
+    repeat: int,
+) -> dict[str, Any]:
     template = TEMPLATES[bi.TEMPLATE]
     merchant = default_merchant(template.id)
     as_of = bi.paris_today()
     parsed = read_file(path.read_bytes(), template)
     files = [validation.FileRows("bench", path.name, parsed.records)]
-    pandas_engine = validation.Validation(None, None)
     engines: dict[str, Callable[[], list[RowError]]] = {
         "pandas": lambda: (
             pandas_engine.check_files(files, template, merchant, as_of, name)["bench"].errors
@@ -222,10 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_gx_engines_") as tmp:
         sizes = bi.write_big_files(Path(tmp))
         with new_database(PG_SERVER, prefix="bench_gx_engines") as url:
-            sql_engine = SqlEngine(url, TEMPLATES[bi.TEMPLATE])
+            pandas_engine = validation.Validation(None, None)
+            sql_engine = SqlEngine(pandas_engine.context, url, TEMPLATES[bi.TEMPLATE])
             for name in ("valid", "all_bad"):
                 path = Path(sizes[name]["path"])
-                results[name] = measure(name, path, sql_engine, args.repeat)
+                results[name] = measure(name, path, pandas_engine, sql_engine, args.repeat)
     bi.write_json(args.out, results)
     print(f"results: {args.out}")
     return 0
