@@ -9,6 +9,7 @@ collects them. The whole command is timed, transfer included; sshd's log counts 
 
     .venv/bin/python benchmarks/bench_sftp.py                          # 100 x 10 files, ~15 min
     .venv/bin/python benchmarks/bench_sftp.py --merchants 10 --files 10
+    REVIEW_INGEST_SFTP_MERCHANTS_PER_TASK=1 .venv/bin/python benchmarks/bench_sftp.py  # a task each
 
 Needs root (the fixture creates Unix users and chroots), OpenSSH, and PostgreSQL at
 127.0.0.1:5432 (user postgres, trust). Its server, folders and database are removed at the end.
@@ -30,6 +31,7 @@ from typing import Any
 
 import bench_ingest as bi
 
+from review_ingest import settings
 from review_ingest.sftp import ERRORS_SUFFIX, REPORT_SUFFIX
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,6 +57,7 @@ class SftpRun:
     max_rss_mb: float
     logins: int
     processed: int
+    merchants_per_task: int
 
     @property
     def per_file_s(self) -> float:
@@ -69,6 +72,7 @@ class SftpRun:
             "max_rss_mb": round(self.max_rss_mb),
             "ssh_logins": self.logins,
             "files_processed_on_server": self.processed,
+            "merchants_per_task": self.merchants_per_task,
         }
 
 
@@ -172,7 +176,10 @@ def run(merchant_count: int, files: int, keep: bool = False) -> SftpRun:
         processed = processed_on_server(merchants)
         total = merchant_count * files
         bi.expect(processed == total, f"{processed} of {total} files processed", logs, "dag")
-        return SftpRun(merchant_count, total, timed.seconds, timed.max_rss_mb, logins, processed)
+        per_task = settings.sftp_merchants_per_task()
+        return SftpRun(
+            merchant_count, total, timed.seconds, timed.max_rss_mb, logins, processed, per_task
+        )
     finally:
         server.close()
         if keep:

@@ -7,13 +7,16 @@ than `REVIEW_INGEST_MIN_FILE_AGE_SECONDS`) are downloaded, run through the same 
 uploads with source `sftp`, then moved on the server to `orders/processed/` or
 `orders/rejected/` with `<file>.report.json` and `<file>.errors.csv` beside them.
 
-- **list_sftp_merchants** reads the merchants file.
-- **collect_merchant** runs once per merchant (mapped): one merchant's unreachable server or
-  wrong credentials fails that merchant's task, never the others'. Each success updates the
-  Asset `review_requests` with its counts as the event's extra.
-- **build_data_docs_index** rebuilds the Data Docs index once, after every merchant's task
-  has built its own pages.
-- **summarize** logs each file and names the merchants whose part failed.
+- **list_sftp_merchants** reads the merchants file and groups the merchants,
+  `REVIEW_INGEST_SFTP_MERCHANTS_PER_TASK` (10) to a task, fewer than 256 tasks in all.
+- **collect_merchants** runs once per group (mapped; each task is labelled with its
+  merchants): one login per merchant, the small files of the whole group validated together.
+  One merchant's unreachable server, wrong credentials or failed file never stops the other
+  merchants: their files are processed, then the task fails naming that merchant and file.
+  Each success updates the Asset `review_requests` with its counts as the event's extra.
+- **build_data_docs_index** rebuilds the Data Docs index once, after every task has built
+  its own pages.
+- **summarize** logs each file and names the merchants of any task that failed.
 
 The SFTP connection of each merchant (`sftp.conn_id`) must pin the server's `host_key`.
 """
@@ -40,36 +43,43 @@ REVIEW_REQUESTS = Asset(REVIEW_REQUESTS_ASSET)
 )
 def orders_sftp_ingest():
     @task
-    def list_sftp_merchants() -> list[str]:
+    def list_sftp_merchants() -> list[list[str]]:
         from review_ingest import sftp_pickup
 
-        return sftp_pickup.sftp_merchants()
+        return sftp_pickup.merchant_groups(sftp_pickup.sftp_merchants())
 
-    @task(max_active_tis_per_dagrun=8, outlets=[REVIEW_REQUESTS])
-    def collect_merchant(merchant_id: str, outlet_events=None) -> dict:
+    @task(
+        max_active_tis_per_dagrun=8,
+        outlets=[REVIEW_REQUESTS],
+        map_index_template="{{ merchants }}",
+    )
+    def collect_merchants(merchant_ids: list[str], outlet_events=None) -> dict:
+        from airflow.sdk import get_current_context
+
         from review_ingest import runs, sftp_pickup
         from review_ingest.connections import warehouse_url_in_airflow
 
-        result = sftp_pickup.collect_merchant(merchant_id, warehouse_url_in_airflow())
+        get_current_context()["merchants"] = sftp_pickup.label(merchant_ids)
+        result = sftp_pickup.collect_merchants(list(merchant_ids), warehouse_url_in_airflow())
         outlet_events[REVIEW_REQUESTS].extra = runs.asset_extra(result["files"])
         return result
 
     @task(trigger_rule="all_done", retries=0)  # it reports; a retry changes nothing
-    def summarize(merchant_ids: list[str], results: list[dict]) -> dict:
+    def summarize(groups: list[list[str]], results: list[dict]) -> dict:
         from review_ingest import sftp_pickup
 
-        return sftp_pickup.log_summary(list(merchant_ids), list(results))
+        return sftp_pickup.log_summary(list(groups), list(results))
 
     @task(trigger_rule="all_done")
-    def build_data_docs_index(merchant_ids: list[str]) -> bool:
+    def build_data_docs_index(groups: list[list[str]]) -> bool:
         from review_ingest import runs
 
-        return runs.build_docs_index(list(merchant_ids))
+        return runs.build_docs_index(list(groups))
 
-    merchants = list_sftp_merchants()
-    results = collect_merchant.expand(merchant_id=merchants)
-    results >> build_data_docs_index(merchants)
-    summarize(merchants, results)
+    groups = list_sftp_merchants()
+    results = collect_merchants.expand(merchant_ids=groups)
+    results >> build_data_docs_index(groups)
+    summarize(groups, results)
 
 
 orders_sftp_ingest()

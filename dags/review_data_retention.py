@@ -10,8 +10,9 @@ goes (contract section 11):
   rows and their `order_ref` stay, so existing proofs are still recognised.
 - **purge_files**: order files under `<data>/processed/` and `<data>/rejected/` last modified
   before the cutoff are deleted, every merchant's folder tried.
-- **purge_sftp** runs once per SFTP merchant (mapped): the order files of `orders/processed/`
-  and `orders/rejected/` on its server; one merchant's failure never stops the others.
+- **purge_sftp** runs once per group of SFTP merchants (mapped, grouped as `orders_sftp_ingest`
+  groups them): the order files of `orders/processed/` and `orders/rejected/` on each server;
+  one merchant's failure never stops the others, and fails the task naming it.
 - **summarize** logs the totals and fails, once the others are done, naming what failed.
 
 `imports`, `import_errors` and the reports stay: they hold no e-mail or name.
@@ -55,31 +56,34 @@ def review_data_retention():
         return retention.files_task(before)
 
     @task
-    def list_sftp_merchants() -> list[str]:
+    def list_sftp_merchants() -> list[list[str]]:
         from review_ingest import sftp_pickup
 
-        return sftp_pickup.sftp_merchants()
+        return sftp_pickup.merchant_groups(sftp_pickup.sftp_merchants())
 
-    @task(max_active_tis_per_dagrun=8)
-    def purge_sftp(merchant_id: str, before: str) -> int:
-        from review_ingest import retention
+    @task(max_active_tis_per_dagrun=8, map_index_template="{{ merchants }}")
+    def purge_sftp(merchant_ids: list[str], before: str) -> dict:
+        from airflow.sdk import get_current_context
 
-        return retention.sftp_task(merchant_id, before)
+        from review_ingest import retention, sftp_pickup
+
+        get_current_context()["merchants"] = sftp_pickup.label(merchant_ids)
+        return retention.sftp_task(list(merchant_ids), before)
 
     @task(trigger_rule="all_done", retries=0)  # it reports; a retry changes nothing
-    def summarize(before: str, requests, files, merchant_ids: list[str], sftp_deleted) -> dict:
+    def summarize(before: str, requests, files, groups: list[list[str]], sftp_deleted) -> dict:
         from review_ingest import retention
 
-        return retention.summary(before, requests, files, list(merchant_ids), list(sftp_deleted))
+        return retention.summary(before, requests, files, list(groups), list(sftp_deleted))
 
     before = start()
-    merchants = list_sftp_merchants()
+    groups = list_sftp_merchants()
     summarize(
         before,
         purge_requests(before),
         purge_files(before),
-        merchants,
-        purge_sftp.partial(before=before).expand(merchant_id=merchants),
+        groups,
+        purge_sftp.partial(before=before).expand(merchant_ids=groups),
     )
 
 

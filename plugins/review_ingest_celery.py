@@ -15,7 +15,7 @@ CELERY_CONFIG = {
     **DEFAULT_CELERY_CONFIG,
     # Celery imports these in the worker's main process at start-up, before forking its pool.
     # The SFTP hook is Airflow's (the package imports no Airflow at module level): about 0.1 s
-    # of each collect_merchant task.
+    # of each collect_merchants task.
     "imports": (
         *DEFAULT_CELERY_CONFIG.get("imports", ()),
         "review_ingest.preload",

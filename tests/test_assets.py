@@ -54,7 +54,7 @@ def asset_events(run) -> list[dict]:
 @pytest.mark.parametrize("dag_id", ["orders_upload_ingest", "orders_sftp_ingest"])
 def test_loading_tasks_declare_the_review_requests_asset(dag_id):
     dag = load_dag(dag_id)
-    loading = "ingest_batch" if dag_id == "orders_upload_ingest" else "collect_merchant"
+    loading = "ingest_batch" if dag_id == "orders_upload_ingest" else "collect_merchants"
     outlets = {(t.task_id, o.name) for t in dag.tasks for o in t.outlets}
     assert outlets == {(loading, runs.REVIEW_REQUESTS_ASSET)}
 

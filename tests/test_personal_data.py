@@ -518,11 +518,14 @@ def test_stored_files_lists_both_folders_and_never_follows_a_link(tmp_path):
 
 
 def test_the_dag_summary_names_every_part_that_did_not_purge():
-    done = retention.summary("2026-01-01T00:00:00+00:00", 4, {"acme": 2}, ["s1", "s2"], [3, 1])
+    groups = [["s1", "s2"], ["s3"]]
+    done = retention.summary(
+        "2026-01-01T00:00:00+00:00", 4, {"acme": 2}, groups, [{"s1": 3, "s2": 0}, {"s3": 1}]
+    )
     assert done["failed"] == [] and done["files_deleted"] == 2
-    assert done["sftp_files_deleted"] == {"s1": 3, "s2": 1}
-    with pytest.raises(retention.PurgeFailed, match=r"warehouse, sftp/s2 failed"):
-        retention.summary("2026-01-01T00:00:00+00:00", None, {}, ["s1", "s2"], [3, None])
+    assert done["sftp_files_deleted"] == {"s1": 3, "s2": 0, "s3": 1}
+    with pytest.raises(retention.PurgeFailed, match=r"warehouse, sftp/s1, sftp/s2 failed"):
+        retention.summary("2026-01-01T00:00:00+00:00", None, {}, groups, [{"s3": 1}])
 
 
 def test_the_opt_out_lookup_of_a_large_file_finds_each_suppressed_address(engine):

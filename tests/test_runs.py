@@ -9,6 +9,7 @@ import pytest
 
 from review_ingest import runs
 from review_ingest.connections import sqlalchemy_url
+from review_ingest.errors import ConfigError
 
 
 def test_split_respects_batch_size_and_the_cap_on_mapped_tasks():
@@ -95,3 +96,29 @@ def test_database_errors_are_described_without_their_text():
 
     text = runs.describe(DBError("secret@example.com"))
     assert "secret" not in text and "23505" in text
+
+
+def test_one_failed_merchant_fails_the_task_with_its_own_error_noting_the_merchant():
+    refused = ConfigError("SFTP connection 'a_sftp': the server refused us")
+    with pytest.raises(ConfigError) as raised:
+        runs.raise_failures({"acme": refused})
+    assert raised.value is refused
+    assert raised.value.__notes__ == [
+        "merchant acme: its part of the task failed; the others were done"
+    ]
+    runs.raise_failures({})
+
+
+def test_several_failed_merchants_are_each_named_and_retried_unless_all_are_permanent():
+    refused = ConfigError("the server refused us")
+    with pytest.raises(
+        ConfigError, match=r"merchant a: ConfigError: the server refused us \| merchant b"
+    ):
+        runs.raise_failures({"a": refused, "b": ConfigError("unknown connection")})
+    lost = TimeoutError("no answer")
+    with pytest.raises(
+        runs.BatchFailed, match=r"merchant a: .* \| merchant b: TimeoutError: no answer"
+    ):
+        runs.raise_failures({"a": refused, "b": lost})
+    with pytest.raises(KeyError, match="merchant a"):
+        runs.raise_failures({"a": refused, "b": lost}, KeyError)

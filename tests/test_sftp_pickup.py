@@ -5,12 +5,14 @@ of the server never half-load a file."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 
 import pytest
 
 from review_ingest import sftp, sftp_pickup, warehouse
+from review_ingest.errors import PermanentError
 from tests.fixtures.airflow import run_dag
 from tests.fixtures.sftp_server import SftpMerchant, SftpServer
 from tests.helpers import airflow_conn_json, query, sample_for_yesterday
@@ -248,10 +250,12 @@ def test_move_failing_after_the_commit_is_finished_by_the_next_run(
 def test_orders_sftp_ingest_dag_end_to_end(
     airflow_db, sftp_server, shop, other, setup, warehouse_url, monkeypatch
 ):
-    """A real DAG run with the real retry settings; the second merchant's server refuses its
-    key: only its part fails, at once (a refused key is a configuration error, not retried),
-    and no session is left open on the server. The first merchant's three files come through
-    one SSH connection: listing, downloads, reports and moves (issue 9: no per-file login)."""
+    """A real DAG run with the real retry settings. Both merchants share one collect_merchants
+    task (issue 9); the second merchant's server refuses its key: the first merchant's files
+    still come through, then the task fails at once (a refused key is a configuration error,
+    not retried), naming the second merchant, and no session is left open on the server. The
+    first merchant's three files come through one SSH connection: listing, downloads, reports
+    and moves (issue 9: no per-file login)."""
     sample = sample_for_yesterday("website")
     for number in (1, 2, 3):
         data = sample.replace("WEB-", f"WEB{number}-").encode()
@@ -268,21 +272,18 @@ def test_orders_sftp_ingest_dag_end_to_end(
     run = run_dag("orders_sftp_ingest")
 
     assert run.state == "failed"
-    tries = {
-        (ti.task_id, ti.map_index): (ti.state, ti.try_number) for ti in run.get_task_instances()
-    }
-    assert tries[("summarize", -1)] == ("failed", 1), "the run's summary names the failed merchant"
-    assert sorted(v for (t, _), v in tries.items() if t == "collect_merchant") == [
-        ("failed", 1),
-        ("success", 1),
-    ]
+    tis = {(ti.task_id, ti.map_index): ti for ti in run.get_task_instances()}
+    tries = {key: (ti.state, ti.try_number) for key, ti in tis.items()}
+    assert tries[("summarize", -1)] == ("failed", 1), "the run's summary names the failed task"
+    assert [v for (t, _), v in tries.items() if t == "collect_merchants"] == [("failed", 1)]
+    assert tis[("collect_merchants", 0)].rendered_map_index == "p_acme, p_other"
     assert sftp_server.open_client_connections() == 0
     assert sftp_server.log_count(login, at_least=logins_before + 1) == logins_before + 1
     assert requests_of(warehouse_url, shop.merchant_id) == 15
     assert len(ls(sftp_server, shop, f"{shop.inbox}/processed")) == 9  # 3 files, 2 reports each
     assert requests_of(warehouse_url, other.merchant_id) == 0
     assert "orders.csv" in ls(sftp_server, other, other.inbox)
-    # The index is built once, after every merchant's part, the failed one's too.
+    # The index is built once, after every task, the failed one's too.
     assert tries[("build_data_docs_index", -1)] == ("success", 1)
     reports = [json.loads(p.read_text()) for p in (setup / "reports").glob("*/*/report.json")]
     index = (setup / "data_docs" / "index.html").read_text(encoding="utf-8")
@@ -322,3 +323,74 @@ def test_small_files_of_an_inbox_share_one_validation_each_with_its_own_errors(
     assert ls(sftp_server, shop, f"{shop.inbox}/processed") == sorted(
         f"{name}{suffix}" for name in files for suffix in ("", ".errors.csv", ".report.json")
     )
+
+
+def same_template(setup_dir, shop: SftpMerchant, other: SftpMerchant) -> None:
+    """Both merchants with template ``website`` (their connections are the fixture's)."""
+    lines = ["merchants:"]
+    for merchant in (shop, other):
+        lines += [
+            f"  {merchant.merchant_id}:",
+            "    template: website",
+            "    sftp:",
+            f"      conn_id: {merchant.merchant_id}_sftp",
+            f"      root: {merchant.root}",
+        ]
+    (setup_dir.parent / "merchants.yaml").write_text("\n".join(lines) + "\n")
+
+
+def test_merchants_of_one_task_share_a_validation_each_file_its_own_merchant_and_errors(
+    sftp_server, shop, other, setup, warehouse_url
+):
+    """Issue 9: the small files of a task's merchants go through one Great Expectations run;
+    each merchant's files load under it, get their own errors and land on its own server."""
+    same_template(setup, shop, other)
+    sample = sample_for_yesterday("website")
+    first_email = sample.splitlines()[1].split(";")[1]
+    sftp_server.upload(shop, f"{shop.inbox}/a.csv", sample.encode(), mtime=OLD)
+    bad = sample.replace("WEB-", "OTHER-").replace(first_email, "not-an-address", 1)
+    sftp_server.upload(other, f"{other.inbox}/b.csv", bad.encode(), mtime=OLD)
+
+    result = sftp_pickup.collect_merchants([shop.merchant_id, other.merchant_id], warehouse_url)
+
+    assert result["merchants"] == [shop.merchant_id, other.merchant_id]
+    assert sorted((f["merchant_id"], f["file_name"], f["status"]) for f in result["files"]) == [
+        (shop.merchant_id, "a.csv", "loaded"),
+        (other.merchant_id, "b.csv", "loaded"),
+    ]
+    assert requests_of(warehouse_url, shop.merchant_id) == 5
+    assert requests_of(warehouse_url, other.merchant_id) == 4
+    shown = json.loads(sftp_server.fetch(other, f"{other.inbox}/processed/b.csv.report.json"))
+    assert [(e["line"], e["code"]) for e in shown["errors"]] == [(2, "invalid_email")]
+    assert "a.csv" in ls(sftp_server, shop, f"{shop.inbox}/processed")
+    reports = [json.loads(p.read_text()) for p in (setup / "reports").glob("*/*/report.json")]
+    assert len(reports) == 2
+    assert len({r["validation"]["data_docs"] for r in reports}) == 1
+
+
+def test_an_unreachable_server_stops_only_its_merchant_and_is_named_after_the_others(
+    sftp_server, shop, other, setup, warehouse_url, monkeypatch
+):
+    """A server that does not answer (a closed port on loopback), tried with the real attempts
+    and pauses: the task's other merchant is collected, then the connection's error is raised,
+    noted with its merchant, and retried by Airflow (not a configuration error)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    gone = json.loads(sftp_server.airflow_conn_json(other))
+    gone["port"] = closed_port
+    monkeypatch.setenv("AIRFLOW_CONN_P_OTHER_SFTP", json.dumps(gone))
+    sftp_server.upload(
+        shop, f"{shop.inbox}/orders.csv", sample_for_yesterday("website").encode(), mtime=OLD
+    )
+
+    with pytest.raises(sftp.TransportError, match="cannot connect") as raised:
+        sftp_pickup.collect_merchants([other.merchant_id, shop.merchant_id], warehouse_url)
+
+    assert not isinstance(raised.value, PermanentError)
+    assert raised.value.__notes__ == [
+        f"merchant {other.merchant_id}: its part of the task failed; the others were done"
+    ]
+    assert requests_of(warehouse_url, shop.merchant_id) == 5
+    assert "orders.csv" in ls(sftp_server, shop, f"{shop.inbox}/processed")
+    assert sftp_server.open_client_connections() == 0

@@ -1,7 +1,7 @@
 """Load what the pipeline's tasks import, once per Celery worker, so that no task pays for it.
 
 Airflow 3 runs each task in a process forked from its Celery worker: the modules the worker has
-loaded are the task's at no cost. Without this, every ``ingest_batch`` and ``collect_merchant``
+loaded are the task's at no cost. Without this, every ``ingest_batch`` and ``collect_merchants``
 task imports Great Expectations, pandas, SQLAlchemy and the rest itself: about 4 s before its
 first file, whatever its files (``benchmarks/bench_workers.py``). The worker imports this module
 at start-up when its Celery configuration is ``review_ingest_celery.CELERY_CONFIG``.

@@ -268,33 +268,49 @@ def files_task(before: str) -> dict[str, int]:
     return result.deleted
 
 
-def sftp_task(merchant_id: str, before: str) -> int:
+def sftp_task(merchant_ids: list[str], before: str) -> dict[str, int]:
+    """Each merchant's SFTP server purged, by merchant id; one that fails never stops the others,
+    and is named after them (``runs.raise_failures``)."""
     from review_ingest import settings
     from review_ingest.errors import ConfigError
     from review_ingest.merchants import read_merchants
+    from review_ingest.runs import raise_failures
 
-    merchant = read_merchants(settings.merchants_file()).merchants.get(merchant_id)
-    if merchant is None or merchant.sftp is None:
-        raise ConfigError(f"merchant {merchant_id!r} has no sftp block in the merchants file")
-    return purge_sftp(merchant, dt.datetime.fromisoformat(before))
+    merchants = read_merchants(settings.merchants_file()).merchants
+    deleted: dict[str, int] = {}
+    failures: dict[str, Exception] = {}
+    for merchant_id in merchant_ids:
+        merchant = merchants.get(merchant_id)
+        try:
+            if merchant is None or merchant.sftp is None:
+                raise ConfigError(
+                    f"merchant {merchant_id!r} has no sftp block in the merchants file"
+                )
+            deleted[merchant_id] = purge_sftp(merchant, dt.datetime.fromisoformat(before))
+        except Exception as exc:  # noqa: BLE001 - the other merchants are still purged
+            log.error("retention: merchant %s: %s", merchant_id, describe(exc))
+            failures[merchant_id] = exc
+    raise_failures(failures, PurgeFailed)
+    return deleted
 
 
 def summary(
     before: str,
     requests: int | None,
     files: dict[str, int] | None,
-    sftp_merchants: list[str],
-    sftp_deleted: list[int | None],
+    sftp_groups: list[list[str]],
+    sftp_deleted: list[dict[str, int] | None],
 ) -> dict[str, object]:
-    """The run's totals; fails, after the others are done, naming what did not purge."""
-    done = dict(zip(sftp_merchants, sftp_deleted or [], strict=False))
+    """The run's totals; fails, after the others are done, naming what did not purge (the
+    merchants of an ``sftp_task`` that failed)."""
+    done = {m: n for part in sftp_deleted or [] if part for m, n in part.items()}
     failed = [name for name, value in (("warehouse", requests), ("files", files)) if value is None]
-    failed += [f"sftp/{m}" for m in sftp_merchants if done.get(m) is None]
+    failed += [f"sftp/{m}" for group in sftp_groups for m in group if m not in done]
     totals: dict[str, object] = {
         "cutoff": before,
         "requests_anonymised": requests or 0,
         "files_deleted": sum((files or {}).values()),
-        "sftp_files_deleted": {m: n for m, n in done.items() if n is not None},
+        "sftp_files_deleted": done,
         "failed": failed,
     }
     log.info("retention totals: %s", totals)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from review_ingest import claims, folders, settings
-from review_ingest.errors import ConfigError, UsageError
+from review_ingest.errors import ConfigError, PermanentError, UsageError
 from review_ingest.merchants import Merchant, read_merchants
 from review_ingest.records import Outcome
 
@@ -348,6 +348,23 @@ def describe(exc: BaseException) -> str:
         state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
         return f"{type(exc).__name__} ({type(orig).__name__}, SQLSTATE {state})"
     return f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
+def raise_failures(failures: dict[str, Exception], failed: type[Exception] = BatchFailed) -> None:
+    """Fail a task whose merchants' parts failed (by merchant id), after the others were done:
+    with that error itself when there is one (noted with its merchant, for the task's log),
+    else with ``failed`` naming each merchant, or a ConfigError (not retried) when every one is
+    a PermanentError."""
+    if not failures:
+        return
+    if len(failures) == 1:
+        [(merchant_id, exc)] = failures.items()
+        exc.add_note(f"merchant {merchant_id}: its part of the task failed; the others were done")
+        raise exc
+    text = " | ".join(f"merchant {m}: {describe(e)}" for m, e in failures.items())
+    if all(isinstance(e, PermanentError) for e in failures.values()):
+        raise ConfigError(text)
+    raise failed(text)
 
 
 def log_summary(

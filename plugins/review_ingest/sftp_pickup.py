@@ -18,6 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,10 +26,23 @@ from review_ingest import claims, folders, report, settings, sftp
 from review_ingest.errors import ConfigError, UsageError
 from review_ingest.merchants import Merchant, read_merchants
 from review_ingest.records import Outcome
-from review_ingest.runs import BackfillRequest, BatchFailed, each_file, process_claim, summary
+from review_ingest.runs import (
+    BackfillRequest,
+    BatchFailed,
+    describe,
+    each_file,
+    process_claim,
+    raise_failures,
+    split,
+    summary,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+#: Few enough ``collect_merchants`` tasks to stay far under Airflow's limit of 1024 mapped
+#: tasks (``[core] max_map_length``): beyond it the run would collect no merchant at all.
+MAX_SFTP_TASKS = 256
 
 
 def sftp_merchants() -> list[str]:
@@ -41,86 +55,170 @@ def staging_dir(merchant_id: str) -> Path:
     return settings.data_dir() / "staging" / "sftp" / folders.safe_name(merchant_id)
 
 
-def collect_merchant(merchant_id: str, warehouse_url: str) -> dict[str, Any]:
-    """Process every complete file of one merchant's inbox; a bad file never stops the others.
+def merchant_groups(merchant_ids: list[str]) -> list[list[str]]:
+    """The SFTP merchants in groups, one ``collect_merchants`` task each: groups of
+    ``REVIEW_INGEST_SFTP_MERCHANTS_PER_TASK``, bigger when that would make more than
+    ``MAX_SFTP_TASKS`` tasks."""
+    per_task = settings.sftp_merchants_per_task()
+    return split(merchant_ids, [1] * len(merchant_ids), per_task, per_task, MAX_SFTP_TASKS)
 
-    Claims left by a failed or killed run of this merchant come first (see ``_recover``); then
-    every ready file is downloaded and claimed, so that the small ones are validated together
-    (see ``_collect``). A server that cannot be reached raises (the task fails and is retried;
-    the files it had claimed are taken over by the next run); files whose processing failed are
-    named in a BatchFailed raised after the others are done.
+
+def label(merchant_ids: list[str]) -> str:
+    """A ``collect_merchants`` task's name in Airflow's UI (its map index): its merchants."""
+    shown = ", ".join(merchant_ids[:5])
+    return shown if len(merchant_ids) <= 5 else f"{shown} and {len(merchant_ids) - 5} more"
+
+
+def collect_merchant(merchant_id: str, warehouse_url: str) -> dict[str, Any]:
+    """``collect_merchants`` for one merchant: ``{"merchant_id": ..., "files": [...]}``."""
+    return {
+        "merchant_id": merchant_id,
+        "files": collect_merchants([merchant_id], warehouse_url)["files"],
+    }
+
+
+def collect_merchants(merchant_ids: list[str], warehouse_url: str) -> dict[str, Any]:
+    """Process every complete file of each merchant's inbox; a bad file never stops the others,
+    nor one merchant's server the other merchants.
+
+    Each merchant's server is logged in to once, and the connection kept until its files are
+    published: claims left by a failed or killed run of the merchant come first (see
+    ``_recover``), then every ready file is downloaded and claimed. The small files of all the
+    merchants are then validated together (``Ingest.validate_together``: one Great
+    Expectations run for many files, whatever their merchant), and each file is imported and
+    published on its merchant's server. A merchant whose server cannot be reached, or whose
+    files could not be processed, is named in the error raised after the others are done
+    (``runs.raise_failures``): the task fails, and its retry finishes what is left (claims).
     """
-    from review_ingest.pipeline import Ingest
+    from review_ingest.pipeline import Ingest, Pending
 
     merchants = read_merchants(settings.merchants_file()).merchants
-    merchant = _sftp_merchant(merchants, merchant_id)
-    inbox = merchant.sftp.inbox  # type: ignore[union-attr]
     ingest = Ingest(settings.data_dir(), merchants, warehouse_url)
-    _clear_old_staging(merchant_id)
+    inboxes: list[_Inbox] = []
+    failures: dict[str, Exception] = {}
     try:
-        with sftp.connect(merchant.sftp.conn_id) as client:  # type: ignore[union-attr]
-            now = time.time()
-            listed = {f.name: f for f in sftp.list_ready(client, inbox, now, 0)}
-            ready = [f for f in listed.values() if now - f.mtime >= settings.min_file_age_seconds()]
-            left = claims.claimable(ingest.data_dir, merchant_id, origin="sftp")
-            log.info(
-                "merchant %s: %d file(s) ready in %s, %d left in claims by earlier runs",
-                merchant_id,
-                len(ready),
-                inbox,
-                len(left),
+        with contextlib.ExitStack() as connections:
+            for merchant_id in merchant_ids:
+                try:
+                    inboxes.append(_open(connections, ingest, merchants, merchant_id))
+                except Exception as exc:  # noqa: BLE001 - the other merchants go on
+                    _failed(failures, merchant_id, exc)
+            for inbox in inboxes:
+                _step(failures, inbox, inbox.take, ingest)
+            ingest.validate_together(
+                [
+                    Pending(claim.path, inbox.merchant.merchant_id, claim.import_id)
+                    for inbox in inboxes
+                    if inbox.merchant.merchant_id not in failures
+                    for claim, _ in inbox.fetched
+                ]
             )
-            results, failed = _collect(client, ingest, merchant, left, ready, listed)
+            for inbox in inboxes:
+                _step(failures, inbox, inbox.process, ingest)
     finally:
         ingest.finish(index=False)  # the pages; the DAG run rebuilds the index once
-    if failed:
-        raise BatchFailed(" | ".join(failed))
-    return {"merchant_id": merchant_id, "files": results}
+    raise_failures(failures)
+    return {
+        "merchants": [inbox.merchant.merchant_id for inbox in inboxes],
+        "files": [result for inbox in inboxes for result in inbox.results],
+    }
 
 
-def _collect(
-    client: Any,
+def _open(
+    connections: contextlib.ExitStack,
     ingest: Any,
-    merchant: Merchant,
-    left: list[claims.Claim],
-    ready: list[sftp.RemoteFile],
-    listed: dict[str, sftp.RemoteFile],
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """Claims left by earlier runs first; then every ready file is downloaded and claimed, the
-    small ones validated together (one Great Expectations run for many files), and each is
-    imported and published. Returns the files' summaries and what failed, by file."""
-    from review_ingest.pipeline import Pending
+    merchants: dict[str, Merchant],
+    merchant_id: str,
+) -> _Inbox:
+    """Log in to the merchant's server (the connection lives as long as ``connections``), list
+    its inbox and the claims left by its earlier runs."""
+    merchant = _sftp_merchant(merchants, merchant_id)
+    inbox = merchant.sftp.inbox  # type: ignore[union-attr]
+    _clear_old_staging(merchant_id)
+    client = connections.enter_context(sftp.connect(merchant.sftp.conn_id))  # type: ignore[union-attr]
+    now = time.time()
+    listed = {f.name: f for f in sftp.list_ready(client, inbox, now, 0)}
+    ready = [f for f in listed.values() if now - f.mtime >= settings.min_file_age_seconds()]
+    left = claims.claimable(ingest.data_dir, merchant_id, origin="sftp")
+    log.info(
+        "merchant %s: %d file(s) ready in %s, %d left in claims by earlier runs",
+        merchant_id,
+        len(ready),
+        inbox,
+        len(left),
+    )
+    return _Inbox(merchant, client, listed, ready, left)
 
-    merchant_id = merchant.merchant_id
-    busy: set[str] = set()
-    failed: list[str] = []
 
-    def label(item: claims.Claim | sftp.RemoteFile) -> str:
-        return f"merchant {merchant_id} file {item.name!r}"
+@dataclass
+class _Inbox:
+    """One merchant's part of a ``collect_merchants`` task, on its open connection."""
 
-    def recover(claim: claims.Claim) -> dict[str, Any] | None:
-        busy.add(claim.name)
-        return _recover(client, ingest, merchant, claim, listed, busy)
+    merchant: Merchant
+    client: Any
+    listed: dict[str, sftp.RemoteFile]
+    ready: list[sftp.RemoteFile]
+    left: list[claims.Claim]
+    fetched: list[tuple[claims.Claim, sftp.RemoteFile]] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
 
-    def fetch(remote: sftp.RemoteFile) -> dict[str, Any] | None:
-        if remote.name in busy:
-            log.info("merchant %s file %r: left for the next run", merchant_id, remote.name)
-            return None
-        claim = _fetch(client, ingest, merchant, remote, "sftp")
-        if claim is not None:
-            fetched.append((claim, remote))
-        return None
+    def label(self, item: claims.Claim | sftp.RemoteFile) -> str:
+        return f"merchant {self.merchant.merchant_id} file {item.name!r}"
 
-    def collect(item: tuple[claims.Claim, sftp.RemoteFile]) -> dict[str, Any] | None:
-        claim, remote = item
-        return process_claim(ingest, claim, _publisher(client, merchant, {remote.name: remote}))
+    def take(self, ingest: Any) -> None:
+        """Finish or drop the claims left by earlier runs, then download and claim every ready
+        file that none of them holds."""
+        busy: set[str] = set()
 
-    fetched: list[tuple[claims.Claim, sftp.RemoteFile]] = []
-    results = _each(left, label, recover, failed)
-    _each(ready, label, fetch, failed)
-    ingest.validate_together([Pending(c.path, merchant_id, c.import_id) for c, _ in fetched])
-    results += _each(fetched, lambda item: label(item[1]), collect, failed)
-    return results, failed
+        def recover(claim: claims.Claim) -> dict[str, Any] | None:
+            busy.add(claim.name)
+            return _recover(self.client, ingest, self.merchant, claim, self.listed, busy)
+
+        def fetch(remote: sftp.RemoteFile) -> None:
+            if remote.name in busy:
+                log.info(
+                    "merchant %s file %r: left for the next run",
+                    self.merchant.merchant_id,
+                    remote.name,
+                )
+                return
+            claim = _fetch(self.client, ingest, self.merchant, remote, "sftp")
+            if claim is not None:
+                self.fetched.append((claim, remote))
+
+        self.results += _each(self.left, self.label, recover, self.failed)
+        _each(self.ready, self.label, fetch, self.failed)
+
+    def process(self, ingest: Any) -> None:
+        """Import each downloaded file and publish its outcome on the server; then fail naming
+        the files that could not be processed, if any."""
+
+        def collect(item: tuple[claims.Claim, sftp.RemoteFile]) -> dict[str, Any] | None:
+            claim, remote = item
+            publish = _publisher(self.client, self.merchant, {remote.name: remote})
+            return process_claim(ingest, claim, publish)
+
+        self.results += _each(self.fetched, lambda item: self.label(item[1]), collect, self.failed)
+        if self.failed:
+            raise BatchFailed(" | ".join(self.failed))
+
+
+def _step(
+    failures: dict[str, Exception], inbox: _Inbox, action: Callable[[Any], None], ingest: Any
+) -> None:
+    """One step of a merchant's part; its failure stops that merchant's part only."""
+    if inbox.merchant.merchant_id in failures:
+        return
+    try:
+        action(ingest)
+    except Exception as exc:  # noqa: BLE001 - the other merchants go on
+        _failed(failures, inbox.merchant.merchant_id, exc)
+
+
+def _failed(failures: dict[str, Exception], merchant_id: str, exc: Exception) -> None:
+    log.error("merchant %s: its part of the run failed: %s", merchant_id, describe(exc))
+    failures[merchant_id] = exc
 
 
 def _each(
@@ -300,12 +398,12 @@ def _interrupted_import_reports(
     return earlier, (folder / "errors.csv").read_bytes()
 
 
-def log_summary(merchant_ids: list[str], results: list[dict[str, Any] | None]) -> dict:
-    """One line per file; the merchants whose part failed (no result) are named."""
+def log_summary(groups: list[list[str]], results: list[dict[str, Any] | None]) -> dict:
+    """One line per file; the merchants of any task that failed (no result) are named."""
     parts = [r for r in results or [] if r]
-    done = {r["merchant_id"] for r in parts}
+    done = {merchant_id for r in parts for merchant_id in r["merchants"]}
     flat = [item for r in parts for item in r["files"]]
-    failed = sorted(set(merchant_ids) - done)
+    failed = sorted(m for group in groups for m in group if m not in done)
     for item in flat:
         log.info(
             "%s/%s: %s -> %s (report %s)",
@@ -315,12 +413,14 @@ def log_summary(merchant_ids: list[str], results: list[dict[str, Any] | None]) -
             item.get("remote_path"),
             item["report"],
         )
-    totals = {"merchants": len(merchant_ids), "files": len(flat), "merchants_failed": failed}
+    merchants = sum(len(group) for group in groups)
+    totals = {"merchants": merchants, "files": len(flat), "merchants_failed": failed}
     log.info("run totals: %s", json.dumps(totals))
     if failed:
         raise BatchFailed(
-            f"SFTP pickup failed for merchant(s) {', '.join(failed)} (see their "
-            "collect_merchant task); the other merchants' files were processed"
+            f"SFTP pickup failed in the collect_merchants task of merchant(s) "
+            f"{', '.join(failed)} (its log names the merchant and file that failed); "
+            "the other merchants' files were processed"
         )
     return totals
 
