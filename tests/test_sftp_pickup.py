@@ -394,3 +394,40 @@ def test_an_unreachable_server_stops_only_its_merchant_and_is_named_after_the_ot
     assert requests_of(warehouse_url, shop.merchant_id) == 5
     assert "orders.csv" in ls(sftp_server, shop, f"{shop.inbox}/processed")
     assert sftp_server.open_client_connections() == 0
+
+
+def test_merchants_with_the_same_connection_share_one_login(
+    sftp_server, shop, setup, warehouse_url
+):
+    """Two merchants whose folders the same login reaches (as with the deployment's single
+    ``merchant_sftp`` connection): one SSH login for both, each its own files and reports."""
+    second = f"{shop.root}/second"
+    made = sftp_server.sftp_batch(shop, f'mkdir "{second}"\nmkdir "{second}/orders"\n')
+    assert made.returncode == 0, made.stderr
+    lines = ["merchants:"]
+    for merchant_id, root in (("p_first", shop.root), ("p_second", second)):
+        lines += [
+            f"  {merchant_id}:",
+            "    template: website",
+            "    sftp:",
+            f"      conn_id: {shop.merchant_id}_sftp",
+            f"      root: {root}",
+        ]
+    (setup.parent / "merchants.yaml").write_text("\n".join(lines) + "\n")
+    sample = sample_for_yesterday("website")
+    sftp_server.upload(shop, f"{shop.inbox}/a.csv", sample.encode(), mtime=OLD)
+    other_orders = sample.replace("WEB-", "SECOND-").encode()
+    sftp_server.upload(shop, f"{second}/orders/b.csv", other_orders, mtime=OLD)
+    login = f"Accepted publickey for {shop.username} "
+    before = sftp_server.log_count(login)
+
+    result = sftp_pickup.collect_merchants(["p_first", "p_second"], warehouse_url)
+
+    assert sorted((f["merchant_id"], f["file_name"]) for f in result["files"]) == [
+        ("p_first", "a.csv"),
+        ("p_second", "b.csv"),
+    ]
+    assert sftp_server.log_count(login, at_least=before + 1) == before + 1
+    assert requests_of(warehouse_url, "p_first") == requests_of(warehouse_url, "p_second") == 5
+    assert "b.csv.report.json" in ls(sftp_server, shop, f"{second}/orders/processed")
+    assert sftp_server.open_client_connections() == 0

@@ -82,7 +82,8 @@ def collect_merchants(merchant_ids: list[str], warehouse_url: str) -> dict[str, 
     nor one merchant's server the other merchants.
 
     Each merchant's server is logged in to once, and the connection kept until its files are
-    published: claims left by a failed or killed run of the merchant come first (see
+    published (merchants with the same ``conn_id`` share one: the same login reaches all their
+    folders): claims left by a failed or killed run of the merchant come first (see
     ``_recover``), then every ready file is downloaded and claimed. The small files of all the
     merchants are then validated together (``Ingest.validate_together``: one Great
     Expectations run for many files, whatever their merchant), and each file is imported and
@@ -98,9 +99,10 @@ def collect_merchants(merchant_ids: list[str], warehouse_url: str) -> dict[str, 
     failures: dict[str, Exception] = {}
     try:
         with contextlib.ExitStack() as connections:
+            sessions = _Sessions(connections)
             for merchant_id in merchant_ids:
                 try:
-                    inboxes.append(_open(connections, ingest, merchants, merchant_id))
+                    inboxes.append(_open(sessions, ingest, merchants, merchant_id))
                 except Exception as exc:  # noqa: BLE001 - the other merchants go on
                     _failed(failures, merchant_id, exc)
             for inbox in inboxes:
@@ -124,18 +126,36 @@ def collect_merchants(merchant_ids: list[str], warehouse_url: str) -> dict[str, 
     }
 
 
+@dataclass
+class _Sessions:
+    """The SFTP sessions of a task, one per connection id, open as long as ``connections``; a
+    connection that failed fails again at once for the next merchant that uses it."""
+
+    connections: contextlib.ExitStack
+    opened: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, conn_id: str) -> Any:
+        if conn_id not in self.opened:
+            try:
+                self.opened[conn_id] = self.connections.enter_context(sftp.connect(conn_id))
+            except Exception as exc:
+                self.opened[conn_id] = exc
+                raise
+        found = self.opened[conn_id]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+
 def _open(
-    connections: contextlib.ExitStack,
-    ingest: Any,
-    merchants: dict[str, Merchant],
-    merchant_id: str,
+    sessions: _Sessions, ingest: Any, merchants: dict[str, Merchant], merchant_id: str
 ) -> _Inbox:
-    """Log in to the merchant's server (the connection lives as long as ``connections``), list
+    """Log in to the merchant's server (or reuse the task's session of its connection), list
     its inbox and the claims left by its earlier runs."""
     merchant = _sftp_merchant(merchants, merchant_id)
     inbox = merchant.sftp.inbox  # type: ignore[union-attr]
     _clear_old_staging(merchant_id)
-    client = connections.enter_context(sftp.connect(merchant.sftp.conn_id))  # type: ignore[union-attr]
+    client = sessions.get(merchant.sftp.conn_id)  # type: ignore[union-attr]
     now = time.time()
     listed = {f.name: f for f in sftp.list_ready(client, inbox, now, 0)}
     ready = [f for f in listed.values() if now - f.mtime >= settings.min_file_age_seconds()]
