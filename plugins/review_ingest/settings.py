@@ -56,12 +56,8 @@ DEFAULT_SFTP_MERCHANTS_PER_TASK = 10
 
 def sftp_merchants_per_task() -> int:
     """Merchants per ``collect_merchants`` task: 1 gives each merchant a task of its own."""
-    return max(
-        1,
-        int(
-            os.environ.get("REVIEW_INGEST_SFTP_MERCHANTS_PER_TASK", DEFAULT_SFTP_MERCHANTS_PER_TASK)
-        ),
-    )
+    text = os.environ.get("REVIEW_INGEST_SFTP_MERCHANTS_PER_TASK")
+    return max(1, int(text or DEFAULT_SFTP_MERCHANTS_PER_TASK))
 
 
 def retry_delay() -> dt.timedelta:
