@@ -346,6 +346,51 @@ def test_sftp_run_killed_at_a_step_then_the_next_run_loads_once_and_publishes_on
 
 @pytest.mark.sftp
 @pytest.mark.postgres
+@pytest.mark.parametrize("kill_at", ["during_validation", "after_commit", "during_publish"])
+def test_sftp_task_of_two_merchants_killed_on_the_first_then_the_next_run_loads_each_once(
+    tmp_path, monkeypatch, sftp_server, shop, pg_url, kill_at
+):
+    """Issue 9: a collect_merchants task holds several merchants' files at once (downloaded,
+    claimed, validated together). Killed on the first merchant's file, it leaves the first
+    file's import done or not and the second file claimed but not imported; the next run
+    finishes or redoes each, loads each once and publishes each once on its own server."""
+    second = sftp_server.add_merchant("f_second")
+    for merchant in (shop, second):
+        conn_id = f"{merchant.merchant_id}_sftp"
+        monkeypatch.setenv(
+            f"AIRFLOW_CONN_{conn_id.upper()}", sftp_server.airflow_conn_json(merchant)
+        )
+    monkeypatch.setenv("AIRFLOW_CONN_REVIEW_WAREHOUSE", airflow_conn_json(pg_url))
+    blocks = (
+        f"    sftp:\n      conn_id: {shop.merchant_id}_sftp\n      root: {shop.root}\n"
+        f"  {second.merchant_id}:\n    template: website\n"
+        f"    sftp:\n      conn_id: {second.merchant_id}_sftp\n      root: {second.root}\n"
+    )
+    data = configure(monkeypatch, tmp_path, pg_url, {shop.merchant_id: "website"}, blocks)
+    files = {shop: orders_file("S", ORDERS), second: orders_file("T", 5)}
+    for merchant, content in files.items():
+        sftp_server.upload(merchant, f"{merchant.inbox}/orders.csv", content, mtime=OLD)
+    ids = [shop.merchant_id, second.merchant_id]
+
+    kill_child(tmp_path, kill_at, "review_ingest.sftp_pickup:collect_merchants", ids, pg_url)
+    assert "orders.csv" in remote(second, second.inbox), "the second file was not reached"
+
+    result = sftp_pickup.collect_merchants(ids, pg_url)
+
+    assert sorted((f["merchant_id"], f["status"]) for f in result["files"]) == [
+        (shop.merchant_id, "loaded"),
+        (second.merchant_id, "loaded"),
+    ]
+    for merchant, content in files.items():
+        requests = ORDERS if merchant is shop else 5
+        import_id = assert_loaded_once(
+            pg_url, data, merchant.merchant_id, "orders.csv", content, requests
+        )
+        assert_published_once(sftp_server, merchant, "orders.csv", import_id, requests)
+
+
+@pytest.mark.sftp
+@pytest.mark.postgres
 def test_sftp_server_stopped_during_a_download(running, shop, sftp_data, pg_url, monkeypatch):
     """The server dies once the first bytes arrived: nothing is claimed or loaded, the file
     stays on the server, the next run loads it once."""
