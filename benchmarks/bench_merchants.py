@@ -1,6 +1,6 @@
 """Reading the merchants file as the platform grows: once per task, every task of the day.
 
-Every ``collect_merchant``, upload batch and retention task reads the whole merchants file to
+Every ``collect_merchants``, upload batch and retention task reads the whole merchants file to
 find its merchant(s), so a day of one task per merchant reads it once per merchant: the cost
 of one read, times the merchants. For files of ``--sizes`` merchants (each with an ``sftp``
 block, as the SFTP merchants are), the median of ``--repeat`` reads of each kind:

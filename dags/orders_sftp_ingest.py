@@ -59,7 +59,7 @@ def orders_sftp_ingest():
         from review_ingest import runs, sftp_pickup
         from review_ingest.connections import warehouse_url_in_airflow
 
-        get_current_context()["merchants"] = sftp_pickup.label(merchant_ids)
+        get_current_context()["merchants"] = sftp_pickup.task_label(merchant_ids)
         result = sftp_pickup.collect_merchants(list(merchant_ids), warehouse_url_in_airflow())
         outlet_events[REVIEW_REQUESTS].extra = runs.asset_extra(result["files"])
         return result

@@ -67,7 +67,7 @@ def review_data_retention():
 
         from review_ingest import retention, sftp_pickup
 
-        get_current_context()["merchants"] = sftp_pickup.label(merchant_ids)
+        get_current_context()["merchants"] = sftp_pickup.task_label(merchant_ids)
         return retention.sftp_task(list(merchant_ids), before)
 
     @task(trigger_rule="all_done", retries=0)  # it reports; a retry changes nothing

@@ -329,12 +329,12 @@ def test_sftp_run_killed_at_a_step_then_the_next_run_loads_once_and_publishes_on
     sftp_server.upload(shop, f"{shop.inbox}/orders.csv", content, mtime=OLD)
 
     kill_child(
-        tmp_path, kill_at, "review_ingest.sftp_pickup:collect_merchant", shop.merchant_id, pg_url
+        tmp_path, kill_at, "review_ingest.sftp_pickup:collect_merchants", [shop.merchant_id], pg_url
     )
     published = kill_at == "after_publish"
     assert ("orders.csv" in remote(shop, shop.inbox)) != published
 
-    [result] = sftp_pickup.collect_merchant(shop.merchant_id, pg_url)["files"]
+    [result] = sftp_pickup.collect_merchants([shop.merchant_id], pg_url)["files"]
 
     import_id = assert_loaded_once(
         pg_url, sftp_data, shop.merchant_id, "orders.csv", content, ORDERS
@@ -413,14 +413,14 @@ def test_sftp_server_stopped_during_a_download(running, shop, sftp_data, pg_url,
 
     monkeypatch.setattr(sftp, "_fetch", fetch)
     with pytest.raises(sftp.TransportError, match="orders.csv"):
-        sftp_pickup.collect_merchant(shop.merchant_id, pg_url)
+        sftp_pickup.collect_merchants([shop.merchant_id], pg_url)
     assert imports_of(pg_url, shop.merchant_id) == []
     assert leftovers(sftp_data) == []
     assert remote(shop, shop.inbox) == ["orders.csv"]
 
     monkeypatch.setattr(sftp, "_fetch", real_fetch)
     running.start()
-    [result] = sftp_pickup.collect_merchant(shop.merchant_id, pg_url)["files"]
+    [result] = sftp_pickup.collect_merchants([shop.merchant_id], pg_url)["files"]
     assert_loaded_once(pg_url, sftp_data, shop.merchant_id, "orders.csv", content, 2000)
     assert_published_once(running, shop, "orders.csv", result["import_id"], 2000)
 

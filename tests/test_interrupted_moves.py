@@ -160,14 +160,14 @@ def test_an_sftp_run_killed_after_its_commit_is_finished_by_the_next_run(
     kill_during(
         tmp_path,
         "after_commit",
-        "review_ingest.sftp_pickup:collect_merchant",
-        shop.merchant_id,
+        "review_ingest.sftp_pickup:collect_merchants",
+        [shop.merchant_id],
         warehouse_url,
     )
     [(committed, _, _)] = imports_of(warehouse_url, shop.merchant_id)
     assert "orders.csv" in remote_names(sftp_server, shop, shop.inbox)
 
-    result = sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)
+    result = sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)
 
     [done] = result["files"]
     assert (done["status"], done["import_id"]) == ("loaded", committed)
@@ -188,10 +188,10 @@ def test_the_same_name_sent_again_on_sftp_gets_its_own_already_imported_report(
 ):
     content = orders_file("N", 3)
     sftp_server.upload(shop, f"{shop.inbox}/orders.csv", content, mtime=OLD)
-    [first] = sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)["files"]
+    [first] = sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)["files"]
     sftp_server.upload(shop, f"{shop.inbox}/orders.csv", content, mtime=OLD)
 
-    [second] = sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)["files"]
+    [second] = sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)["files"]
 
     assert (first["status"], second["status"]) == ("loaded", "already_imported")
     assert second["remote_path"] == f"{shop.inbox}/processed/orders.2.csv"

@@ -42,6 +42,6 @@ def test_thousands_of_merchants_make_fewer_tasks_than_airflow_maps(monkeypatch, 
 
 
 def test_a_task_is_labelled_with_its_merchants():
-    assert sftp_pickup.label(["a", "b"]) == "a, b"
+    assert sftp_pickup.task_label(["a", "b"]) == "a, b"
     many = [f"m{i}" for i in range(12)]
-    assert sftp_pickup.label(many) == "m0, m1, m2, m3, m4 and 7 more"
+    assert sftp_pickup.task_label(many) == "m0, m1, m2, m3, m4 and 7 more"

@@ -85,7 +85,7 @@ def test_uploaded_file_is_loaded_once_moved_and_reported(sftp_server, shop, setu
         sftp_server.upload(shop, f"{shop.inbox}/{name}", b"order_ref;", mtime=OLD)
     sftp_server.upload(shop, f"{shop.inbox}/young.csv", sample)
 
-    result = sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)
+    result = sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)
 
     assert [(f["file_name"], f["status"]) for f in result["files"]] == [("orders.csv", "loaded")]
     assert requests_of(warehouse_url, shop.merchant_id) == 5
@@ -110,7 +110,7 @@ def test_uploaded_file_is_loaded_once_moved_and_reported(sftp_server, shop, setu
     assert errors == "line;column;code;message\n"
     assert (setup / "processed" / shop.merchant_id / "orders.csv").read_bytes() == sample
 
-    again = sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)
+    again = sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)
     assert again["files"] == []
     assert requests_of(warehouse_url, shop.merchant_id) == 5
 
@@ -123,7 +123,7 @@ def test_rejected_files_end_in_orders_rejected_with_their_report(
     sftp_server.upload(shop, f"{shop.inbox}/b.csv", (sample + "\n").encode(), mtime=OLD)
     sftp_server.upload(shop, f"{shop.inbox}/c.csv", sample.replace(";", ",").encode(), mtime=OLD)
 
-    result = sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)
+    result = sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)
 
     by_name = {f["file_name"]: f for f in result["files"]}
     assert by_name["a.csv"]["status"] == "loaded"
@@ -150,7 +150,7 @@ def test_each_merchant_file_lands_under_its_own_merchant(
     )
 
     for merchant in (shop, other):
-        sftp_pickup.collect_merchant(merchant.merchant_id, warehouse_url)
+        sftp_pickup.collect_merchants([merchant.merchant_id], warehouse_url)
 
     assert requests_of(warehouse_url, shop.merchant_id) == 5
     assert requests_of(warehouse_url, other.merchant_id) == 4
@@ -174,12 +174,12 @@ def test_server_stopping_after_listing_loads_nothing_then_the_next_run_loads_onc
 
     monkeypatch.setattr(sftp, "list_ready", list_then_stop)
     with pytest.raises(sftp.TransportError, match="orders.csv"):
-        sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)
+        sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)
     assert query(warehouse_url, "SELECT count(*) FROM imports")[0][0] == 0
 
     monkeypatch.setattr(sftp, "list_ready", real_list)
     running.start()
-    sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)
+    sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)
     assert requests_of(warehouse_url, shop.merchant_id) == 5
 
 
@@ -204,7 +204,7 @@ def test_server_stopping_during_download_loads_nothing(running, shop, setup, war
     watcher.start()
     try:
         with pytest.raises(sftp.TransportError):
-            sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)
+            sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)
     finally:
         done.set()
         watcher.join()
@@ -212,7 +212,7 @@ def test_server_stopping_during_download_loads_nothing(running, shop, setup, war
     assert list(staging.iterdir()) == []
 
     running.start()
-    sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)
+    sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)
     assert requests_of(warehouse_url, shop.merchant_id) == 60_000
 
 
@@ -230,13 +230,13 @@ def test_move_failing_after_the_commit_is_finished_by_the_next_run(
 
     monkeypatch.setattr(sftp, "publish", stop_then_publish)
     with pytest.raises(sftp.TransportError):
-        sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)
+        sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)
     first = query(warehouse_url, "SELECT import_id FROM imports WHERE status = 'loaded'")
     assert len(first) == 1 and requests_of(warehouse_url, shop.merchant_id) == 5
 
     monkeypatch.setattr(sftp, "publish", real_publish)
     running.start()
-    result = sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)
+    result = sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)
 
     # The next run finishes that import (issue 8.7): counted loaded, nothing recorded again.
     assert [(f["status"], f["import_id"]) for f in result["files"]] == [("loaded", first[0][0])]
@@ -302,7 +302,7 @@ def test_small_files_of_an_inbox_share_one_validation_each_with_its_own_errors(
     for name, text in files.items():
         sftp_server.upload(shop, f"{shop.inbox}/{name}", text.encode(), mtime=OLD)
 
-    result = sftp_pickup.collect_merchant(shop.merchant_id, warehouse_url)
+    result = sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)
 
     assert sorted((f["file_name"], f["status"]) for f in result["files"]) == [
         ("A.csv", "loaded"),

@@ -63,18 +63,10 @@ def merchant_groups(merchant_ids: list[str]) -> list[list[str]]:
     return split(merchant_ids, [1] * len(merchant_ids), per_task, per_task, MAX_SFTP_TASKS)
 
 
-def label(merchant_ids: list[str]) -> str:
+def task_label(merchant_ids: list[str]) -> str:
     """A ``collect_merchants`` task's name in Airflow's UI (its map index): its merchants."""
     shown = ", ".join(merchant_ids[:5])
     return shown if len(merchant_ids) <= 5 else f"{shown} and {len(merchant_ids) - 5} more"
-
-
-def collect_merchant(merchant_id: str, warehouse_url: str) -> dict[str, Any]:
-    """``collect_merchants`` for one merchant: ``{"merchant_id": ..., "files": [...]}``."""
-    return {
-        "merchant_id": merchant_id,
-        "files": collect_merchants([merchant_id], warehouse_url)["files"],
-    }
 
 
 def collect_merchants(merchant_ids: list[str], warehouse_url: str) -> dict[str, Any]:
