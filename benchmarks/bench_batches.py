@@ -1,15 +1,16 @@
 """Upload batches as Celery workers run them: planned by template, or in arrival order.
 
-The process imports ``review_ingest.preload`` as a worker does, then runs each ``ingest_batch``
-of one ``orders_upload_ingest`` run in a process forked from it, one after the other, as a
-worker forks its tasks: ``--files`` small files (the samples, as ``scripts/distributed_run.py``
-drops them) over 10 merchants of the four templates, in batches of 10, into a new PostgreSQL
+The process imports ``review_ingest.tasks.preload`` as a worker does, then runs each
+``ingest_batch`` of one ``orders_upload_ingest`` run in a process forked from it, one after
+the other, as a worker forks its tasks: ``--files`` small files (the samples, as
+``scripts/distributed_run.py`` drops them) over 10 merchants of the four templates, in
+batches of 10, into a new PostgreSQL
 database. Once with the batches ``list_new_files`` plans (files grouped by what they validate
 with), once with the same files split in arrival order (before ``4fc21c7``), alternating for
 ``--rounds``. Prints the validations' count (templates per batch) and the batches' total time.
 
 ``--without-freeze`` compares instead the planned batches forked from a worker whose loaded
-objects are frozen (``gc.freeze()``, as ``review_ingest.preload`` leaves it) with the same
+objects are frozen (``gc.freeze()``, as ``review_ingest.tasks.preload`` leaves it) with the same
 batches forked after ``gc.unfreeze()`` (before ``preload`` froze them), alternating.
 
     .venv/bin/python benchmarks/bench_batches.py              # 2 rounds, ~2 min
@@ -55,18 +56,23 @@ def new_data(tmp: Path, files: int) -> dict[str, str]:
 
 
 def plan(kind: str) -> list[list[dict[str, str]]]:
-    from review_ingest import folders, runs, settings
+    from review_ingest import settings
+    from review_ingest.sources import folders
+    from review_ingest.tasks import partition, upload_ingest
 
     if kind != "arrival order":
-        return runs.plan_upload_batches()
+        return upload_ingest.plan_upload_batches()
     pending = folders.ready_uploads(settings.data_dir(), 0)
     items = [{"merchant_id": p.merchant_id, "path": str(p.path)} for p in pending]
     sizes = [p.size for p in pending]
-    return runs.split(items, sizes, BATCH_SIZE, settings.batch_bytes(), runs.MAX_BATCHES)
+    return partition.split(
+        items, sizes, BATCH_SIZE, settings.batch_bytes(), upload_ingest.MAX_BATCHES
+    )
 
 
 def one_run(kind: str, files: int) -> dict[str, Any]:
-    from review_ingest import runs, warehouse
+    from review_ingest.store import warehouse
+    from review_ingest.tasks import upload_ingest
 
     with (
         tempfile.TemporaryDirectory(prefix="bench_batches_") as tmp,
@@ -81,7 +87,7 @@ def one_run(kind: str, files: int) -> dict[str, Any]:
         for batch in batches:
             pid = os.fork()
             if pid == 0:  # as a worker runs a task
-                runs.ingest_uploads(batch, url)
+                upload_ingest.ingest_uploads(batch, url)
                 os._exit(0)
             _, status = os.waitpid(pid, 0)
             if status != 0:
@@ -98,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=120)
     parser.add_argument("--without-freeze", action="store_true", help="compare with gc unfrozen")
     args = parser.parse_args(argv)
-    import review_ingest.preload  # noqa: F401  (as a worker does at start-up)
+    import review_ingest.tasks.preload  # noqa: F401  (as a worker does at start-up)
 
     other = UNFROZEN if args.without_freeze else "arrival order"
     found: dict[str, list[dict[str, Any]]] = {other: [], "by template": []}

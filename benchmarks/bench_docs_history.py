@@ -32,11 +32,11 @@ from typing import Any
 
 import bench_ingest as bi
 
-from review_ingest.merchants import Merchant
-from review_ingest.pipeline import Ingest
-from review_ingest.reading import read_file
-from review_ingest.templates import TEMPLATES
-from review_ingest.validation import DOCS_INDEX_LIMIT, FileRows, Validation
+from review_ingest.core.merchants import Merchant
+from review_ingest.core.reading import read_file
+from review_ingest.core.template_columns import TEMPLATES
+from review_ingest.pipeline.ingest import Ingest
+from review_ingest.quality.validation import DOCS_INDEX_LIMIT, FileRows, Validation
 
 MERCHANT = Merchant("history", template=bi.TEMPLATE)
 ROWS = 20

@@ -39,12 +39,13 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from review_ingest import gx_import, validation
-from review_ingest.merchants import Merchant, default_merchant
-from review_ingest.reading import read_file
-from review_ingest.records import RowError
-from review_ingest.suites import suite_path
-from review_ingest.templates import TEMPLATES, Template
+from review_ingest.core.merchants import Merchant, default_merchant
+from review_ingest.core.outcomes import RowError
+from review_ingest.core.reading import read_file
+from review_ingest.core.template_columns import TEMPLATES, Template
+from review_ingest.quality import validation
+from review_ingest.quality.gx_compat import lean_import
+from review_ingest.quality.suites import suite_path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]
@@ -70,7 +71,7 @@ class SqlEngine:
 
     def __init__(self, context: Any, url: str, template: Template):
         """In ``context``, the pipeline's own (``Validation.context``), beside its pandas source."""
-        gx = gx_import.load()
+        gx = lean_import.load()
         self.libpq = url.replace("postgresql+psycopg", "postgresql")
         saved = json.loads(suite_path(template.id).read_text("utf-8"))
         saved["name"] = f"{template.id}_on_sql"  # the pandas engine's suite keeps the id

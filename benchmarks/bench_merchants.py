@@ -9,7 +9,7 @@ block, as the SFTP merchants are), the median of ``--repeat`` reads of each kind
   before (``yaml.safe_load``);
 - ``first read``: the same with libyaml's loader (``merchants.YAML_LOADER``);
 - ``unchanged file``: ``read_merchants`` again, the file unchanged (a Celery task forked from a
-  worker that read it when it started, ``review_ingest.preload``).
+  worker that read it when it started, ``review_ingest.tasks.preload``).
 
     .venv/bin/python benchmarks/bench_merchants.py                      # ~15 s
     .venv/bin/python benchmarks/bench_merchants.py --sizes 100,1000 --repeat 5
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from review_ingest import merchants
+from review_ingest.core import merchants
 
 
 def write_file(path: Path, count: int) -> Path:

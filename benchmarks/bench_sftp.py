@@ -32,7 +32,7 @@ from typing import Any
 import bench_ingest as bi
 
 from review_ingest import settings
-from review_ingest.sftp import ERRORS_SUFFIX, REPORT_SUFFIX
+from review_ingest.sources.sftp import ERRORS_SUFFIX, REPORT_SUFFIX
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]

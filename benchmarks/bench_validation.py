@@ -5,7 +5,7 @@ a batch does, in this process, after one untimed warm-up; the median of ``--repe
 template. ``--suites DIR`` validates with other saved suites (for instance an earlier commit's
 ``include/expectations``, from ``git archive``), to compare two versions of them in one run:
 the rounds alternate between the two. ``--without-memo`` compares with validations that build
-the expectations' configurations anew each time they are read (``review_ingest.gx_memo`` off).
+the expectations' configurations anew each time they are read (``gx_compat.memo`` off).
 
     .venv/bin/python benchmarks/bench_validation.py                      # ~30 s
     .venv/bin/python benchmarks/bench_validation.py --suites /tmp/old/include/expectations
@@ -22,12 +22,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from review_ingest import gx_memo, samples
-from review_ingest.merchants import default_merchant
-from review_ingest.reading import read_file
+from review_ingest.core.merchants import default_merchant
+from review_ingest.core.reading import read_file
+from review_ingest.core.template_columns import TEMPLATES
+from review_ingest.quality.gx_compat import memo as gx_memo
+from review_ingest.quality.validation import FileRows, Validation
 from review_ingest.settings import EXPECTATIONS_DIR
-from review_ingest.templates import TEMPLATES
-from review_ingest.validation import FileRows, Validation
+from review_ingest.sources import samples
 
 
 @contextlib.contextmanager

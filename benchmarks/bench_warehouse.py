@@ -149,8 +149,8 @@ def timed(work: Callable[[], Any]) -> tuple[float, Any]:
 def explain(engine: Engine, refs: list[str]) -> str:
     """The plan of one query of ``known_order_refs``, sent with bound parameters as the
     pipeline sends it (literal values can get another plan)."""
-    from review_ingest import warehouse
-    from review_ingest.models import ReviewRequestRow
+    from review_ingest.store import warehouse
+    from review_ingest.store.models import ReviewRequestRow
 
     chunk = refs if engine.dialect.name == "postgresql" else refs[: warehouse.IN_CHUNK]
     query = warehouse.found_query(
@@ -171,7 +171,7 @@ def _shorter(line: str, width: int = 160) -> str:
 
 def measure_lookups(engine: Engine, size: Size, repeat: int) -> None:
     """``known_order_refs`` for refs the merchant never sent, then for refs it has."""
-    from review_ingest import warehouse
+    from review_ingest.store import warehouse
 
     new = [f"NEW-{size.rows}-{n}" for n in range(LOOKUP_REFS)]
     known = [f"ORD-{FILL_MERCHANTS * k}" for k in range(1, LOOKUP_REFS + 1)]
@@ -208,8 +208,8 @@ def warm_up(ingest: Any, tmp: Path) -> None:
 
 def run(sizes: list[int], repeat: int, loads: int) -> list[Size]:
     """Every size, smallest first, in one database that grows."""
-    from review_ingest.merchants import read_merchants
-    from review_ingest.pipeline import Ingest
+    from review_ingest.core.merchants import read_merchants
+    from review_ingest.pipeline.ingest import Ingest
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_warehouse_"))
     results: list[Size] = []

@@ -22,11 +22,11 @@ from pathlib import Path
 #: What ``review-ingest import`` loads (GX, pandas, SQLAlchemy, Alembic and psycopg with them).
 PROJECT_MODULES = (
     "review_ingest.cli",
-    "review_ingest.pipeline",
-    "review_ingest.validation",
-    "review_ingest.warehouse",
-    "review_ingest.report",
-    "review_ingest.data_docs",
+    "review_ingest.pipeline.ingest",
+    "review_ingest.quality.validation",
+    "review_ingest.store.warehouse",
+    "review_ingest.core.report",
+    "review_ingest.quality.data_docs",
     "great_expectations",
 )
 
@@ -37,9 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("merchant", nargs="?")
     parser.add_argument("--imports-only", action="store_true")
     args = parser.parse_args(argv)
-    from review_ingest import gx_import
+    from review_ingest.quality.gx_compat import lean_import
 
-    gx_import.load()  # as the command's Validation does
+    lean_import.load()  # as the command's Validation does
     for name in PROJECT_MODULES:
         importlib.import_module(name)
     if args.imports_only:
@@ -47,9 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     # As in the command, where the Validation that imports Great Expectations freezes it.
     gc.freeze()
 
-    from review_ingest import settings, warehouse
-    from review_ingest.merchants import read_merchants
-    from review_ingest.pipeline import Ingest
+    from review_ingest import settings
+    from review_ingest.core.merchants import read_merchants
+    from review_ingest.pipeline.ingest import Ingest
+    from review_ingest.store import warehouse
 
     merchants = read_merchants(settings.merchants_file()).merchants
     # Untimed, as CREATE DATABASE is for the floor: a real warehouse exists before its files.

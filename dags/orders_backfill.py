@@ -18,8 +18,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from review_ingest.errors import task_defaults
-from review_ingest.runs import REVIEW_REQUESTS_ASSET
+from review_ingest.tasks.assets import REVIEW_REQUESTS_ASSET
+from review_ingest.tasks.dag_defaults import task_defaults
 
 REVIEW_REQUESTS = Asset(REVIEW_REQUESTS_ASSET)
 
@@ -71,20 +71,12 @@ REVIEW_REQUESTS = Asset(REVIEW_REQUESTS_ASSET)
 def orders_backfill():
     @task(outlets=[REVIEW_REQUESTS])
     def import_backfill_file() -> dict:
-        from review_ingest import runs, settings
-        from review_ingest.connections import warehouse_url_in_airflow
-        from review_ingest.merchants import read_merchants
+        from review_ingest.store.connections import warehouse_url_in_airflow
+        from review_ingest.tasks import assets, backfill
 
         context = get_current_context()
-        merchants = read_merchants(settings.merchants_file()).merchants
-        request = runs.BackfillRequest.from_params(dict(context["params"]), merchants)
-        if request.source == "sftp":
-            from review_ingest import sftp_pickup
-
-            result = sftp_pickup.backfill_sftp(request, warehouse_url_in_airflow())
-        else:
-            result = runs.backfill_upload(request, warehouse_url_in_airflow())
-        extra = runs.asset_extra([result], dry_run=request.dry_run)
+        result = backfill.import_backfill_file(dict(context["params"]), warehouse_url_in_airflow())
+        extra = assets.asset_extra([result], dry_run=bool(context["params"].get("dry_run")))
         context["outlet_events"][REVIEW_REQUESTS].extra = extra
         return result
 

@@ -26,8 +26,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Asset, dag, task
 
-from review_ingest.errors import task_defaults
-from review_ingest.runs import REVIEW_REQUESTS_ASSET
+from review_ingest.tasks.assets import REVIEW_REQUESTS_ASSET
+from review_ingest.tasks.dag_defaults import task_defaults
 
 REVIEW_REQUESTS = Asset(REVIEW_REQUESTS_ASSET)
 
@@ -44,9 +44,9 @@ REVIEW_REQUESTS = Asset(REVIEW_REQUESTS_ASSET)
 def orders_sftp_ingest():
     @task
     def list_sftp_merchants() -> list[list[str]]:
-        from review_ingest import sftp_pickup
+        from review_ingest.tasks import sftp_ingest
 
-        return sftp_pickup.merchant_groups(sftp_pickup.sftp_merchants())
+        return sftp_ingest.list_merchant_groups()
 
     @task(
         max_active_tis_per_dagrun=8,
@@ -56,25 +56,25 @@ def orders_sftp_ingest():
     def collect_merchants(merchant_ids: list[str], outlet_events=None) -> dict:
         from airflow.sdk import get_current_context
 
-        from review_ingest import runs, sftp_pickup
-        from review_ingest.connections import warehouse_url_in_airflow
+        from review_ingest.store.connections import warehouse_url_in_airflow
+        from review_ingest.tasks import assets, sftp_ingest
 
-        get_current_context()["merchants"] = sftp_pickup.task_label(merchant_ids)
-        result = sftp_pickup.collect_merchants(list(merchant_ids), warehouse_url_in_airflow())
-        outlet_events[REVIEW_REQUESTS].extra = runs.asset_extra(result["files"])
+        get_current_context()["merchants"] = sftp_ingest.task_label(merchant_ids)
+        result = sftp_ingest.collect_merchants(list(merchant_ids), warehouse_url_in_airflow())
+        outlet_events[REVIEW_REQUESTS].extra = assets.asset_extra(result["files"])
         return result
 
     @task(trigger_rule="all_done", retries=0)  # it reports; a retry changes nothing
     def summarize(groups: list[list[str]], results: list[dict]) -> dict:
-        from review_ingest import sftp_pickup
+        from review_ingest.tasks import sftp_ingest
 
-        return sftp_pickup.log_summary(list(groups), list(results))
+        return sftp_ingest.summarize_sftp(list(groups), list(results))
 
     @task(trigger_rule="all_done")
     def build_data_docs_index(groups: list[list[str]]) -> bool:
-        from review_ingest import runs
+        from review_ingest.tasks import docs_index
 
-        return runs.build_docs_index(list(groups))
+        return docs_index.build_docs_index(list(groups))
 
     groups = list_sftp_merchants()
     results = collect_merchants.expand(merchant_ids=groups)

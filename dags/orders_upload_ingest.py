@@ -26,8 +26,8 @@ import os
 import pendulum
 from airflow.sdk import Asset, dag, task
 
-from review_ingest.errors import task_defaults
-from review_ingest.runs import REVIEW_REQUESTS_ASSET
+from review_ingest.tasks.assets import REVIEW_REQUESTS_ASSET
+from review_ingest.tasks.dag_defaults import task_defaults
 
 POOL = os.environ.get("REVIEW_INGEST_WAREHOUSE_POOL", "default_pool")
 REVIEW_REQUESTS = Asset(REVIEW_REQUESTS_ASSET)
@@ -45,36 +45,36 @@ REVIEW_REQUESTS = Asset(REVIEW_REQUESTS_ASSET)
 def orders_upload_ingest():
     @task
     def check_configuration() -> dict:
-        from review_ingest import runs
+        from review_ingest.tasks import upload_ingest
 
-        return runs.check_configuration()
+        return upload_ingest.check_configuration()
 
     @task
     def list_new_files() -> list[list[dict]]:
-        from review_ingest import runs
+        from review_ingest.tasks import upload_ingest
 
-        return runs.plan_upload_batches()
+        return upload_ingest.plan_upload_batches()
 
     @task(pool=POOL, max_active_tis_per_dagrun=8, outlets=[REVIEW_REQUESTS])
     def ingest_batch(batch: list[dict], outlet_events=None) -> list[dict]:
-        from review_ingest import runs
-        from review_ingest.connections import warehouse_url_in_airflow
+        from review_ingest.store.connections import warehouse_url_in_airflow
+        from review_ingest.tasks import assets, upload_ingest
 
-        results = runs.ingest_uploads(batch, warehouse_url_in_airflow())
-        outlet_events[REVIEW_REQUESTS].extra = runs.asset_extra(results)
+        results = upload_ingest.ingest_uploads(batch, warehouse_url_in_airflow())
+        outlet_events[REVIEW_REQUESTS].extra = assets.asset_extra(results)
         return results
 
     @task(trigger_rule="all_done", retries=0)  # it reports; a retry changes nothing
     def summarize(batches: list[list[dict]], results: list[list[dict]]) -> dict:
-        from review_ingest import runs
+        from review_ingest.tasks import upload_ingest
 
-        return runs.log_summary(list(batches), list(results))
+        return upload_ingest.summarize_uploads(list(batches), list(results))
 
     @task(trigger_rule="all_done")
     def build_data_docs_index(batches: list[list[dict]]) -> bool:
-        from review_ingest import runs
+        from review_ingest.tasks import docs_index
 
-        return runs.build_docs_index(list(batches))
+        return docs_index.build_docs_index(list(batches))
 
     check_configuration()
     batches = list_new_files()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import dag, task
 
-from review_ingest.errors import task_defaults
+from review_ingest.tasks.dag_defaults import task_defaults
 
 
 @dag(
@@ -38,43 +38,45 @@ from review_ingest.errors import task_defaults
 def review_data_retention():
     @task
     def start() -> str:
-        from review_ingest import retention
+        from review_ingest.tasks import data_retention
 
-        return retention.start()
+        return data_retention.start()
 
     @task
     def purge_requests(before: str) -> int:
-        from review_ingest import retention
-        from review_ingest.connections import warehouse_url_in_airflow
+        from review_ingest.store.connections import warehouse_url_in_airflow
+        from review_ingest.tasks import data_retention
 
-        return retention.requests_task(before, warehouse_url_in_airflow())
+        return data_retention.requests_task(before, warehouse_url_in_airflow())
 
     @task
     def purge_files(before: str) -> dict:
-        from review_ingest import retention
+        from review_ingest.tasks import data_retention
 
-        return retention.files_task(before)
+        return data_retention.files_task(before)
 
     @task
     def list_sftp_merchants() -> list[list[str]]:
-        from review_ingest import sftp_pickup
+        from review_ingest.tasks import sftp_ingest
 
-        return sftp_pickup.merchant_groups(sftp_pickup.sftp_merchants())
+        return sftp_ingest.list_merchant_groups()
 
     @task(max_active_tis_per_dagrun=8, map_index_template="{{ merchants }}")
     def purge_sftp(merchant_ids: list[str], before: str) -> dict:
         from airflow.sdk import get_current_context
 
-        from review_ingest import retention, sftp_pickup
+        from review_ingest.tasks import data_retention, sftp_ingest
 
-        get_current_context()["merchants"] = sftp_pickup.task_label(merchant_ids)
-        return retention.sftp_task(list(merchant_ids), before)
+        get_current_context()["merchants"] = sftp_ingest.task_label(merchant_ids)
+        return data_retention.sftp_task(list(merchant_ids), before)
 
     @task(trigger_rule="all_done", retries=0)  # it reports; a retry changes nothing
     def summarize(before: str, requests, files, groups: list[list[str]], sftp_deleted) -> dict:
-        from review_ingest import retention
+        from review_ingest.tasks import data_retention
 
-        return retention.summary(before, requests, files, list(groups), list(sftp_deleted))
+        return data_retention.summarize_purge(
+            before, requests, files, list(groups), list(sftp_deleted)
+        )
 
     before = start()
     groups = list_sftp_merchants()

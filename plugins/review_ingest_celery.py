@@ -1,4 +1,4 @@
-"""The Celery configuration of the workers: Airflow's own, plus ``review_ingest.preload``.
+"""The Celery configuration of the workers: Airflow's own, plus ``review_ingest.tasks.preload``.
 
 Set ``[celery] celery_config_options = review_ingest_celery.CELERY_CONFIG`` on every Airflow
 component (docker-compose.yaml does, through ``AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS``). Each
@@ -18,7 +18,7 @@ CELERY_CONFIG = {
     # of each collect_merchants task.
     "imports": (
         *DEFAULT_CELERY_CONFIG.get("imports", ()),
-        "review_ingest.preload",
+        "review_ingest.tasks.preload",
         "airflow.providers.sftp.hooks.sftp",
     ),
 }

@@ -368,7 +368,7 @@ def drop_files(
     of its own (``-F0001``...), so that none is rejected as existing_proofs; with ``copies``, the
     sample's rows that many times, each copy with references of its own (``-F0001-2``...)."""
     sys.path.insert(0, str(REPO / "plugins"))
-    from review_ingest.samples import dated_copy
+    from review_ingest.sources.samples import dated_copy
 
     yesterday = dt.datetime.now(ZoneInfo("Europe/Paris")).date() - dt.timedelta(days=1)
     samples = {template: dated_copy(template, yesterday) for template in TEMPLATES}
@@ -484,7 +484,7 @@ class Run:
             )
         if self.args.retry_delay is not None:
             env["REVIEW_INGEST_RETRY_DELAY_SECONDS"] = str(self.args.retry_delay)
-        # As deployed: each worker loads the pipeline's libraries once (review_ingest.preload).
+        # As deployed: each worker loads the pipeline's libraries once (tasks.preload).
         if not self.args.without_preload:
             env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] = "review_ingest_celery.CELERY_CONFIG"
         return env

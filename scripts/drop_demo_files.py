@@ -7,8 +7,8 @@ import re
 from zoneinfo import ZoneInfo
 
 from review_ingest import settings
-from review_ingest.merchants import load_merchants
-from review_ingest.samples import dated_copy
+from review_ingest.core.merchants import load_merchants
+from review_ingest.sources.samples import dated_copy
 
 DEMO = {
     "demo-website": "website",

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from review_ingest.samples import dated_copy
+from review_ingest.sources.samples import dated_copy
 
 PARIS = ZoneInfo("Europe/Paris")
 SAMPLE_MERCHANTS = {
@@ -106,8 +106,8 @@ def load_brand_requests(
 ) -> None:
     """One loaded import of brand requests, due at ``scheduled_at``, written straight into
     the warehouse (a file cannot make a request due in the past: it would be due now)."""
-    from review_ingest import warehouse
-    from review_ingest.records import ImportRecord, Outcome, ReviewRequest
+    from review_ingest.core.outcomes import ImportRecord, Outcome, ReviewRequest
+    from review_ingest.store import warehouse
 
     import_id = f"imp-{merchant_id}-{order_refs[0]}"
     record = ImportRecord(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from review_ingest import runs
+from review_ingest.tasks import assets
 from tests.fixtures.airflow import load_dag, run_dag
 from tests.helpers import (
     SAMPLE_MERCHANTS,
@@ -43,7 +43,7 @@ def asset_events(run) -> list[dict]:
                 select(AssetEvent.extra)
                 .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
                 .where(
-                    AssetModel.name == runs.REVIEW_REQUESTS_ASSET,
+                    AssetModel.name == assets.REVIEW_REQUESTS_ASSET,
                     AssetEvent.source_dag_id == run.dag_id,
                     AssetEvent.source_run_id == run.run_id,
                 )
@@ -56,7 +56,7 @@ def test_loading_tasks_declare_the_review_requests_asset(dag_id):
     dag = load_dag(dag_id)
     loading = "ingest_batch" if dag_id == "orders_upload_ingest" else "collect_merchants"
     outlets = {(t.task_id, o.name) for t in dag.tasks for o in t.outlets}
-    assert outlets == {(loading, runs.REVIEW_REQUESTS_ASSET)}
+    assert outlets == {(loading, assets.REVIEW_REQUESTS_ASSET)}
 
 
 def test_an_upload_run_attaches_its_counts_to_the_asset_event(airflow_db, data_dir, warehouse_url):

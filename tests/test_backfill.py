@@ -8,9 +8,10 @@ import time
 
 import pytest
 
-from review_ingest import runs, warehouse
+from review_ingest.core.merchants import Merchant, SftpSource
 from review_ingest.errors import UsageError
-from review_ingest.merchants import Merchant, SftpSource
+from review_ingest.store import warehouse
+from review_ingest.tasks import backfill
 from tests.fixtures.airflow import run_dag
 from tests.helpers import airflow_conn_json, drop, query, sample_for_yesterday, write_merchants
 
@@ -92,13 +93,13 @@ def test_send_now_loads_every_request_due_now_with_source_backfill(
 def test_backfill_params_are_refused_with_a_message_naming_them(params, words):
     merchants = {"acme": Merchant("acme", "website")}
     with pytest.raises(ValueError, match=words.replace("(", r"\(")):
-        runs.BackfillRequest.from_params(conf(**params), merchants)
+        backfill.BackfillRequest.from_params(conf(**params), merchants)
 
 
 def test_a_missing_file_fails_naming_it(data_dir, warehouse_url):
-    request = runs.BackfillRequest("acme", "missing.csv", dry_run=False)
+    request = backfill.BackfillRequest("acme", "missing.csv", dry_run=False)
     with pytest.raises(UsageError, match="'missing.csv'"):
-        runs.backfill_upload(request, warehouse_url)
+        backfill.backfill_upload(request, warehouse_url)
 
 
 @pytest.mark.parametrize(
@@ -133,7 +134,7 @@ def test_bad_params_fail_the_run_at_once_without_retries(
 
 def test_sftp_params_accepted_for_a_merchant_with_an_sftp_block():
     merchants = {"acme": Merchant("acme", "website", sftp=SftpSource("c", "/acme"))}
-    request = runs.BackfillRequest.from_params(conf(source="sftp", dry_run=None), merchants)
+    request = backfill.BackfillRequest.from_params(conf(source="sftp", dry_run=None), merchants)
     assert (request.source, request.dry_run) == ("sftp", False)
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from review_ingest import claims, runs
-from review_ingest.merchants import Merchant
-from review_ingest.pipeline import Ingest, Pending, new_import_id
-from review_ingest.records import Outcome, ReviewRequest
+from review_ingest.core.merchants import Merchant
+from review_ingest.core.outcomes import Outcome, ReviewRequest, new_import_id
+from review_ingest.pipeline.ingest import ClaimedFile, Ingest
+from review_ingest.sources import claims
+from review_ingest.tasks import upload_ingest
 from tests import test_row_rules
 from tests.helpers import drop, sample_for_yesterday, write_merchants
 
@@ -96,7 +97,10 @@ def both(tmp_path_factory: pytest.TempPathFactory) -> dict:
     ]
     alone.finish()
     together.validate_together(
-        [Pending(path, merchant_id, i) for (path, merchant_id), i in zip(files, ids, strict=True)]
+        [
+            ClaimedFile(path, merchant_id, i)
+            for (path, merchant_id), i in zip(files, ids, strict=True)
+        ]
     )
     validated_ahead = len(together._checked)
     together_outcomes = [
@@ -172,7 +176,7 @@ def test_a_file_changed_after_the_batch_validation_is_validated_again(tmp_path):
     (path, merchant_id) = files[0]
     ingest = Ingest(tmp_path / "data", MERCHANTS, f"sqlite:///{tmp_path / 'w.db'}", data_docs=False)
     import_id = new_import_id(dt.datetime.now(dt.UTC))
-    ingest.validate_together([Pending(path, merchant_id, import_id)])
+    ingest.validate_together([ClaimedFile(path, merchant_id, import_id)])
     header, *rows = path.read_text(encoding="utf-8").splitlines()
     path.write_text("\n".join([header, rows[0]]) + "\n", encoding="utf-8")
     outcome = ingest.import_file(path, merchant_id, "upload", dry_run=True, import_id=import_id)
@@ -193,7 +197,7 @@ def test_when_the_validation_together_fails_each_file_is_validated_alone(tmp_pat
 
     monkeypatch.setattr(ingest.validation, "check_files", only_alone)
     now = dt.datetime.now(dt.UTC)
-    pending = [Pending(path, merchant_id, new_import_id(now)) for path, merchant_id in files]
+    pending = [ClaimedFile(path, merchant_id, new_import_id(now)) for path, merchant_id in files]
     ingest.validate_together(pending)
     assert ingest._checked == {}
     outcomes = [
@@ -212,14 +216,14 @@ def test_a_batch_stopped_on_the_way_gives_back_the_files_it_did_not_reach(tmp_pa
     sample = sample_for_yesterday("website")
     for prefix in ("A", "B"):
         drop(data / "uploads" / "web", f"{prefix}.csv", sample.replace("WEB-", f"{prefix}-"))
-    (batch,) = runs.plan_upload_batches()
+    (batch,) = upload_ingest.plan_upload_batches()
 
     def terminated(*args):
         raise KeyboardInterrupt  # as a task's termination: not an Exception
 
-    monkeypatch.setattr(runs, "move_upload", terminated)
+    monkeypatch.setattr(upload_ingest, "move_upload", terminated)
     with pytest.raises(KeyboardInterrupt):
-        runs.ingest_uploads(batch, f"sqlite:///{tmp_path / 'w.db'}")
+        upload_ingest.ingest_uploads(batch, f"sqlite:///{tmp_path / 'w.db'}")
 
     # A.csv was loaded, then stopped before its move: its claim is released for the next run.
     [held] = claims.all_claims(data)
@@ -244,7 +248,7 @@ def test_batches_are_planned_by_what_their_files_validate_with(tmp_path, monkeyp
             drop(data / "uploads" / merchant_id, f"{number}.csv", "x", age_seconds=age)
             age -= 10
 
-    batches = runs.plan_upload_batches()
+    batches = upload_ingest.plan_upload_batches()
 
     named = [[(i["merchant_id"], Path(i["path"]).name) for i in b] for b in batches]
     assert named == [

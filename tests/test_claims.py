@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from review_ingest import claims, runs, settings
+from review_ingest import settings
 from review_ingest.errors import UsageError
-from review_ingest.runs import BackfillRequest
+from review_ingest.pipeline import failures
+from review_ingest.sources import claims
+from review_ingest.tasks import backfill, upload_ingest
+from review_ingest.tasks.backfill import BackfillRequest
 from tests.fixtures import pipeline_child
 from tests.fixtures.ingest_checks import (
     claim_entries,
@@ -70,7 +73,7 @@ def test_a_file_is_claimed_once_and_its_record_names_the_holder(data):
 def test_a_claim_whose_process_died_is_claimable_at_once(data):
     drop(uploads(data), "orders.csv", b"x")
     script = (
-        "import sys; from pathlib import Path; from review_ingest import claims;"
+        "import sys; from pathlib import Path; from review_ingest.sources import claims;"
         "c = claims.claim_upload(Path(sys.argv[1]), 'acme', 'orders.csv'); print(c.claim_id)"
     )
     done = subprocess.run(
@@ -103,15 +106,17 @@ def test_a_claim_from_another_machine_holds_until_its_lease_ends(data):
     }
     mine.record.write_text(json.dumps(record))
 
-    assert claims.claimable(data, "acme") == [] and runs.plan_upload_batches() == []
+    assert claims.claimable(data, "acme") == [] and upload_ingest.plan_upload_batches() == []
     retry = [{"merchant_id": "acme", "path": str(uploads(data) / "orders.csv")}]
-    assert runs.ingest_uploads(retry, settings.warehouse_url()) == [], "skipped, not failed"
+    assert upload_ingest.ingest_uploads(retry, settings.warehouse_url()) == [], (
+        "skipped, not failed"
+    )
     assert mine.path.is_file()
 
     record["lease_until"] = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)).isoformat()
     mine.record.write_text(json.dumps(record))
-    (batch,) = runs.plan_upload_batches()
-    (result,) = runs.ingest_uploads(batch, settings.warehouse_url())
+    (batch,) = upload_ingest.plan_upload_batches()
+    (result,) = upload_ingest.ingest_uploads(batch, settings.warehouse_url())
 
     assert (result["status"], result["import_id"]) == ("loaded", mine.import_id)
     assert leftovers(data) == [] and claim_entries(data) == []
@@ -119,7 +124,7 @@ def test_a_claim_from_another_machine_holds_until_its_lease_ends(data):
 
 def test_a_released_claim_goes_back_to_uploads_when_nothing_was_committed(data, monkeypatch):
     """A failed try (here the file cannot be read) gives the file back to its folder."""
-    from review_ingest.pipeline import Ingest
+    from review_ingest.pipeline.ingest import Ingest
 
     drop(uploads(data), "orders.csv", orders_file("R", 3))
 
@@ -127,8 +132,10 @@ def test_a_released_claim_goes_back_to_uploads_when_nothing_was_committed(data, 
         raise OSError("disk read error")
 
     monkeypatch.setattr(Ingest, "import_file", unreadable)
-    with pytest.raises(runs.BatchFailed, match="orders.csv.*disk read error"):
-        runs.ingest_uploads(runs.plan_upload_batches()[0], settings.warehouse_url())
+    with pytest.raises(failures.BatchFailed, match="orders.csv.*disk read error"):
+        upload_ingest.ingest_uploads(
+            upload_ingest.plan_upload_batches()[0], settings.warehouse_url()
+        )
 
     assert (uploads(data) / "orders.csv").is_file()
     assert claim_entries(data) == []
@@ -154,12 +161,12 @@ def race(tmp_path: Path, *targets: tuple[str, tuple]) -> list[pipeline_child.Chi
 def test_two_upload_runs_racing_on_the_same_files_process_each_once(tmp_path, pg_url, monkeypatch):
     data = configure(monkeypatch, tmp_path, pg_url)
     files = drop_files(data)
-    (batch,) = runs.plan_upload_batches()
+    (batch,) = upload_ingest.plan_upload_batches()
 
     children = race(
         tmp_path,
-        ("review_ingest.runs:ingest_uploads", (batch, pg_url)),
-        ("review_ingest.runs:ingest_uploads", (batch, pg_url)),
+        ("review_ingest.tasks.upload_ingest:ingest_uploads", (batch, pg_url)),
+        ("review_ingest.tasks.upload_ingest:ingest_uploads", (batch, pg_url)),
     )
 
     done = [[r["file_name"] for r in child.result()["result"]] for child in children]
@@ -178,14 +185,14 @@ def test_a_backfill_racing_the_upload_run_on_the_same_file_neither_fails(
 ):
     data = configure(monkeypatch, tmp_path, pg_url)
     files = drop_files(data, 2)
-    (batch,) = runs.plan_upload_batches()
+    (batch,) = upload_ingest.plan_upload_batches()
     first = next(iter(files))
     request = BackfillRequest("acme", first, "upload", dry_run=False)
 
     upload_run, backfill = race(
         tmp_path,
-        ("review_ingest.runs:ingest_uploads", (batch, pg_url)),
-        ("review_ingest.runs:backfill_upload", (request, pg_url)),
+        ("review_ingest.tasks.upload_ingest:ingest_uploads", (batch, pg_url)),
+        ("review_ingest.tasks.backfill:backfill_upload", (request, pg_url)),
     )
 
     by_upload = {r["file_name"]: r["status"] for r in upload_run.result()["result"]}
@@ -203,7 +210,7 @@ def test_a_backfill_skips_without_failing_a_file_another_run_holds(data):
     drop(uploads(data), "q3.csv", orders_file("Q", 3))
     held = claims.claim_upload(data, "acme", "q3.csv")  # an upload run is working on it
 
-    result = runs.backfill_upload(
+    result = backfill.backfill_upload(
         BackfillRequest("acme", "q3.csv", "upload", dry_run=False), settings.warehouse_url()
     )
 
@@ -216,7 +223,7 @@ def test_a_backfill_refuses_a_name_that_is_not_a_regular_file(data):
     (uploads(data) / "q3.csv").mkdir(parents=True)
 
     with pytest.raises(UsageError, match="not a regular file"):
-        runs.backfill_upload(
+        backfill.backfill_upload(
             BackfillRequest("acme", "q3.csv", "upload", dry_run=False), settings.warehouse_url()
         )
     assert (uploads(data) / "q3.csv").is_dir() and claims.all_claims(data) == []

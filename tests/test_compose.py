@@ -489,7 +489,7 @@ def test_celery_workers_preload_the_pipeline_libraries(
     airflow_services: dict[str, dict[str, Any]],
 ) -> None:
     """Every component reads the same Celery settings: Airflow's own, and the import of
-    review_ingest.preload when a worker starts (scripts/distributed_run.py runs with them)."""
+    review_ingest.tasks.preload when a worker starts (scripts/distributed_run.py runs with them)."""
     import importlib
 
     from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
@@ -502,4 +502,4 @@ def test_celery_workers_preload_the_pipeline_libraries(
     module, _, name = "review_ingest_celery.CELERY_CONFIG".rpartition(".")
     config = getattr(importlib.import_module(module), name)
     assert {k: v for k, v in config.items() if k != "imports"} == DEFAULT_CELERY_CONFIG
-    assert "review_ingest.preload" in config["imports"]
+    assert "review_ingest.tasks.preload" in config["imports"]

@@ -47,7 +47,7 @@ def test_usage_and_configuration_errors_are_never_retried(bag, dag_id):
     from airflow.sdk import RetryAction
 
     from review_ingest.errors import ConfigError, UsageError
-    from review_ingest.sftp import AccessRefused, TransportError
+    from review_ingest.sources.sftp import AccessRefused, TransportError
 
     for task in bag.dags[dag_id].tasks:
         policy = task.retry_policy

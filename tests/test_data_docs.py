@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from review_ingest import data_docs, runs
-from review_ingest import validation as validation_module
-from review_ingest.merchants import Merchant
-from review_ingest.pipeline import Ingest
+from review_ingest.core.merchants import Merchant
+from review_ingest.pipeline.ingest import Ingest
+from review_ingest.quality import data_docs
+from review_ingest.quality import validation as validation_module
+from review_ingest.tasks import docs_index
 from tests.helpers import sample_for_yesterday
 
 GX_TEMPLATES = (
@@ -287,9 +288,9 @@ def test_a_dag_run_builds_the_index_once_after_its_batches(tmp_path, monkeypatch
     assert not (docs / "index.html").exists()
     built = {page: (docs / page).stat().st_mtime_ns for page in pages}
 
-    assert runs.build_docs_index([]) is False
+    assert docs_index.build_docs_index([]) is False
     assert not (docs / "index.html").exists()
-    assert runs.build_docs_index([["a batch"]]) is True
+    assert docs_index.build_docs_index([["a batch"]]) is True
     index = (docs / "index.html").read_text(encoding="utf-8")
     assert all(page in index for page in pages)
     assert {page: (docs / page).stat().st_mtime_ns for page in pages} == built
@@ -340,7 +341,7 @@ def test_a_batch_builds_its_pages_without_listing_the_stored_results(tmp_path, m
     page = tmp_path / "data_docs" / reports[0]["validation"]["data_docs"]
     assert_offline(tmp_path / "data_docs", page)
 
-    runs.build_docs_index(["a batch"])
+    docs_index.build_docs_index(["a batch"])
     assert listed == []
     index = (tmp_path / "data_docs" / "index.html").read_text(encoding="utf-8")
     assert reports[0]["validation"]["data_docs"] in index
@@ -356,7 +357,7 @@ def test_the_index_lists_the_latest_pages_only(tmp_path, monkeypatch):
         run_batch(tmp_path, {f"{name}.csv": "shop-web"}, index=False)[0]["validation"]["data_docs"]
         for name in ("first", "second", "third")
     ]
-    runs.build_docs_index(["a batch"])
+    docs_index.build_docs_index(["a batch"])
 
     index = (docs / "index.html").read_text(encoding="utf-8")
     assert [page in index for page in pages] == [False, True, True]

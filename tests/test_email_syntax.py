@@ -9,7 +9,7 @@ import random
 import pytest
 from email_validator import EmailNotValidError, validate_email
 
-from review_ingest import rules
+from review_ingest.core import rules
 
 LOCAL_CHARS = "abcxyzABCXYZ0189_+-."
 DOMAIN_LABELS = [

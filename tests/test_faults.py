@@ -30,8 +30,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from review_ingest import claims, runs, sftp, sftp_pickup
-from review_ingest.claims import process_alive, process_start
+from review_ingest.pipeline import failures
+from review_ingest.sources import claims, sftp
+from review_ingest.sources.claims import process_alive, process_start
+from review_ingest.tasks import sftp_ingest, upload_ingest
 from tests.fixtures import pipeline_child
 from tests.fixtures import sftp_server as sftp_fixture
 from tests.fixtures.ingest_checks import (
@@ -55,6 +57,8 @@ BLOCKED_ORDER = "A-00020"
 OLD = time.time() - 3600
 MERCHANTS = {"acme": "website", "beta": "website"}
 
+INGEST_UPLOADS = "review_ingest.tasks.upload_ingest:ingest_uploads"
+
 
 def kill_child(tmp_path: Path, kill_at: str, target: str, *args) -> None:
     child = pipeline_child.start(target, *args, out=tmp_path / "killed.json", kill_at=kill_at)
@@ -70,8 +74,8 @@ def drop_two(data: Path) -> dict[str, tuple[str, bytes]]:
 
 
 def next_run_loads_each_once(url: str, data: Path, files: dict[str, tuple[str, bytes]]) -> None:
-    batches = runs.plan_upload_batches()
-    results = [r for batch in batches for r in runs.ingest_uploads(batch, url)]
+    batches = upload_ingest.plan_upload_batches()
+    results = [r for batch in batches for r in upload_ingest.ingest_uploads(batch, url)]
     assert sorted((r["file_name"], r["status"]) for r in results) == sorted(
         (name, "loaded") for name, _ in files.values()
     ), "each file counted once, as loaded"
@@ -90,9 +94,9 @@ def test_upload_run_killed_at_a_step_then_the_next_run_loads_every_file_once(
 ):
     data = configure(monkeypatch, tmp_path, pg_url, MERCHANTS)
     files = drop_two(data)
-    (batch,) = runs.plan_upload_batches()
+    (batch,) = upload_ingest.plan_upload_batches()
 
-    kill_child(tmp_path, kill_at, "review_ingest.runs:ingest_uploads", batch, pg_url)
+    kill_child(tmp_path, kill_at, INGEST_UPLOADS, batch, pg_url)
 
     committed = [s for _, _, s in imports_of(pg_url, "acme")]
     assert committed == ([] if kill_at == "during_validation" else ["loaded"])
@@ -149,12 +153,10 @@ def backend_gone(url: str, pid: int) -> bool:
 def test_upload_run_killed_in_the_middle_of_its_copy(tmp_path, monkeypatch, pg_url):
     data = configure(monkeypatch, tmp_path, pg_url, MERCHANTS)
     files = drop_two(data)
-    (batch,) = runs.plan_upload_batches()
+    (batch,) = upload_ingest.plan_upload_batches()
 
     with lock_on_order(pg_url, "acme", BLOCKED_ORDER):
-        child = pipeline_child.start(
-            "review_ingest.runs:ingest_uploads", batch, pg_url, out=tmp_path / "copy.json"
-        )
+        child = pipeline_child.start(INGEST_UPLOADS, batch, pg_url, out=tmp_path / "copy.json")
         backend = wait_for("the child's COPY to wait on the lock", lambda: blocked_copy(pg_url))
         child.kill()
         assert child.wait() == -signal.SIGKILL
@@ -173,12 +175,10 @@ def test_postgres_stopped_in_the_middle_of_a_run(tmp_path, monkeypatch):
     with throwaway_cluster() as pg:
         data = configure(monkeypatch, tmp_path, pg.url, MERCHANTS)
         files = drop_two(data)
-        (batch,) = runs.plan_upload_batches()
+        (batch,) = upload_ingest.plan_upload_batches()
 
         with lock_on_order(pg.url, "acme", BLOCKED_ORDER):
-            child = pipeline_child.start(
-                "review_ingest.runs:ingest_uploads", batch, pg.url, out=tmp_path / "down.json"
-            )
+            child = pipeline_child.start(INGEST_UPLOADS, batch, pg.url, out=tmp_path / "down.json")
             wait_for("the child's COPY to wait on the lock", lambda: blocked_copy(pg.url))
             pg.stop("immediate")
             assert child.wait() == 1, child.log()
@@ -226,8 +226,8 @@ def test_a_full_reports_folder_after_the_commit(tmp_path, monkeypatch, pg_url):
     drop(data / "uploads" / "acme", "orders.csv", content)
     with full_tmpfs(data / "reports") as filler:
         fill(filler)
-        with pytest.raises(runs.BatchFailed) as failed:
-            runs.ingest_uploads(runs.plan_upload_batches()[0], pg_url)
+        with pytest.raises(failures.BatchFailed) as failed:
+            upload_ingest.ingest_uploads(upload_ingest.plan_upload_batches()[0], pg_url)
         assert "merchant acme file 'orders.csv'" in str(failed.value)
         assert "No space left on device" in str(failed.value)
         [(committed, _, status)] = imports_of(pg_url, "acme")
@@ -235,7 +235,7 @@ def test_a_full_reports_folder_after_the_commit(tmp_path, monkeypatch, pg_url):
         assert [c.name for c in claims.claimable(data, "acme")] == ["orders.csv"]
 
         filler.unlink()
-        [result] = runs.ingest_uploads(runs.plan_upload_batches()[0], pg_url)
+        [result] = upload_ingest.ingest_uploads(upload_ingest.plan_upload_batches()[0], pg_url)
         assert (result["status"], result["import_id"]) == ("loaded", committed)
         assert_loaded_once(pg_url, data, "acme", "orders.csv", content, ORDERS)
 
@@ -249,8 +249,8 @@ def test_a_full_data_folder_before_anything(tmp_path, monkeypatch, pg_url):
         configure(monkeypatch, tmp_path, pg_url)
         drop(data / "uploads" / "acme", "orders.csv", content)
         fill(filler)
-        with pytest.raises(runs.BatchFailed) as failed:
-            runs.ingest_uploads(runs.plan_upload_batches()[0], pg_url)
+        with pytest.raises(failures.BatchFailed) as failed:
+            upload_ingest.ingest_uploads(upload_ingest.plan_upload_batches()[0], pg_url)
         assert "merchant acme file 'orders.csv'" in str(failed.value)
         assert "No space left on device" in str(failed.value)
         assert imports_of(pg_url, "acme") == []
@@ -259,7 +259,7 @@ def test_a_full_data_folder_before_anything(tmp_path, monkeypatch, pg_url):
 
         # Room again, as an operator grows the volume (the Data Docs alone need a few MB).
         subprocess.run(["mount", "-o", "remount,size=64m", str(data)], check=True)
-        runs.ingest_uploads(runs.plan_upload_batches()[0], pg_url)
+        upload_ingest.ingest_uploads(upload_ingest.plan_upload_batches()[0], pg_url)
         assert_loaded_once(pg_url, data, "acme", "orders.csv", content, 5)
         filler.unlink()
 
@@ -329,12 +329,16 @@ def test_sftp_run_killed_at_a_step_then_the_next_run_loads_once_and_publishes_on
     sftp_server.upload(shop, f"{shop.inbox}/orders.csv", content, mtime=OLD)
 
     kill_child(
-        tmp_path, kill_at, "review_ingest.sftp_pickup:collect_merchants", [shop.merchant_id], pg_url
+        tmp_path,
+        kill_at,
+        "review_ingest.tasks.sftp_ingest:collect_merchants",
+        [shop.merchant_id],
+        pg_url,
     )
     published = kill_at == "after_publish"
     assert ("orders.csv" in remote(shop, shop.inbox)) != published
 
-    [result] = sftp_pickup.collect_merchants([shop.merchant_id], pg_url)["files"]
+    [result] = sftp_ingest.collect_merchants([shop.merchant_id], pg_url)["files"]
 
     import_id = assert_loaded_once(
         pg_url, sftp_data, shop.merchant_id, "orders.csv", content, ORDERS
@@ -372,10 +376,10 @@ def test_sftp_task_of_two_merchants_killed_on_the_first_then_the_next_run_loads_
         sftp_server.upload(merchant, f"{merchant.inbox}/orders.csv", content, mtime=OLD)
     ids = [shop.merchant_id, second.merchant_id]
 
-    kill_child(tmp_path, kill_at, "review_ingest.sftp_pickup:collect_merchants", ids, pg_url)
+    kill_child(tmp_path, kill_at, "review_ingest.tasks.sftp_ingest:collect_merchants", ids, pg_url)
     assert "orders.csv" in remote(second, second.inbox), "the second file was not reached"
 
-    result = sftp_pickup.collect_merchants(ids, pg_url)
+    result = sftp_ingest.collect_merchants(ids, pg_url)
 
     assert sorted((f["merchant_id"], f["status"]) for f in result["files"]) == [
         (shop.merchant_id, "loaded"),
@@ -413,14 +417,14 @@ def test_sftp_server_stopped_during_a_download(running, shop, sftp_data, pg_url,
 
     monkeypatch.setattr(sftp, "_fetch", fetch)
     with pytest.raises(sftp.TransportError, match="orders.csv"):
-        sftp_pickup.collect_merchants([shop.merchant_id], pg_url)
+        sftp_ingest.collect_merchants([shop.merchant_id], pg_url)
     assert imports_of(pg_url, shop.merchant_id) == []
     assert leftovers(sftp_data) == []
     assert remote(shop, shop.inbox) == ["orders.csv"]
 
     monkeypatch.setattr(sftp, "_fetch", real_fetch)
     running.start()
-    [result] = sftp_pickup.collect_merchants([shop.merchant_id], pg_url)["files"]
+    [result] = sftp_ingest.collect_merchants([shop.merchant_id], pg_url)["files"]
     assert_loaded_once(pg_url, sftp_data, shop.merchant_id, "orders.csv", content, 2000)
     assert_published_once(running, shop, "orders.csv", result["import_id"], 2000)
 

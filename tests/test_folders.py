@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from review_ingest import folders
+from review_ingest.sources import folders
 
 
 def touch(path, age: float = 600, data: bytes = b"x"):

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from review_ingest import gx_domains, gx_import
+from review_ingest.quality.gx_compat import column_domains, lean_import
 
 
 @pytest.fixture
 def engine() -> Any:
-    gx_import.load()
+    lean_import.load()
     import pandas as pd
     from great_expectations.execution_engine.pandas_batch_data import PandasBatchData
     from great_expectations.execution_engine.pandas_execution_engine import (
@@ -35,7 +35,7 @@ def columns(engine: Any, **domain: Any) -> list[str]:
 
 
 def test_a_column_domain_gets_its_column_inside_the_block(engine):
-    with gx_domains.narrowed():
+    with column_domains.narrowed():
         records = engine.get_domain_records(
             {"batch_id": "batch", "column": "b", "row_condition": None, "table": None}
         )
@@ -47,7 +47,7 @@ def test_a_column_domain_gets_its_column_inside_the_block(engine):
 
 def test_a_row_condition_or_another_thread_gets_the_whole_frame(engine):
     seen: list[list[str]] = []
-    with gx_domains.narrowed():
+    with column_domains.narrowed():
         thread = threading.Thread(target=lambda: seen.append(columns(engine, column="b")))
         thread.start()
         thread.join()

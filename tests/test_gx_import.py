@@ -17,10 +17,10 @@ REPO = Path(__file__).resolve().parent.parent
 VALIDATE_EVERY_TEMPLATE = """
 import json, sys
 from pathlib import Path
-from review_ingest.merchants import default_merchant
-from review_ingest.reading import read_file
-from review_ingest.templates import TEMPLATES
-from review_ingest.validation import FileRows, Validation
+from review_ingest.core.merchants import default_merchant
+from review_ingest.core.reading import read_file
+from review_ingest.core.template_columns import TEMPLATES
+from review_ingest.quality.validation import FileRows, Validation
 from tests import test_row_rules
 
 validation = Validation(Path(sys.argv[1]) / "docs", Path(sys.argv[1]) / "results")
@@ -80,8 +80,8 @@ def test_a_stand_in_becomes_the_real_module_when_read():
     found = run_python(
         """
 import json, math, sys
-from review_ingest import gx_import
-gx_import.load()
+from review_ingest.quality.gx_compat import lean_import
+lean_import.load()
 from great_expectations.expectations.core import expect_column_kl_divergence_to_be_less_than as kl
 before = type(sys.modules["scipy.stats"]).__name__
 entropy = kl.stats.entropy([0.5, 0.5])  # read through the module Great Expectations holds
@@ -107,9 +107,9 @@ FINGERPRINT = """
 import json
 import pandas as pd
 import great_expectations as gx
-from review_ingest import gx_import
+from review_ingest.quality.gx_compat import lean_import
 if {loaded}:
-    gx_import.load()
+    lean_import.load()
 batch = (
     gx.get_context(mode="ephemeral").data_sources.add_pandas("p").add_dataframe_asset("a")
     .add_batch_definition_whole_dataframe("b")
@@ -130,8 +130,8 @@ def test_an_expectation_that_needs_scipy_still_runs():
         """
 import json
 import pandas as pd
-from review_ingest import gx_import
-gx = gx_import.load()
+from review_ingest.quality.gx_compat import lean_import
+gx = lean_import.load()
 context = gx.get_context(mode="ephemeral")
 batch = (
     context.data_sources.add_pandas("p").add_dataframe_asset("a")

@@ -1,5 +1,5 @@
 """``gx_memo``: Great Expectations' results are the same with its memos (and with
-``gx_domains.narrowed``, as ``check_files`` validates) as without them, for every row rule of
+``column_domains.narrowed``, as ``check_files`` validates) as without them, for every row rule of
 every template, one file or several; the memo lives only inside its block, on its own thread.
 Real suites, real validations.
 """
@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from review_ingest import gx_domains, gx_memo
-from review_ingest.merchants import default_merchant
-from review_ingest.reading import read_file
-from review_ingest.templates import TEMPLATES
-from review_ingest.validation import RESULT_FORMAT, FileRows, Validation, build_frame
+from review_ingest.core.merchants import default_merchant
+from review_ingest.core.reading import read_file
+from review_ingest.core.template_columns import TEMPLATES
+from review_ingest.quality.gx_compat import column_domains, memo
+from review_ingest.quality.validation import RESULT_FORMAT, FileRows, Validation, build_frame
 from tests import test_row_rules
 
 
@@ -29,7 +29,7 @@ def validate(
     validation: Validation, template_id: str, files: int, *, memo: bool = False
 ) -> dict[str, Any]:
     """The suite's result on ``files`` copies of the template's row-rules file, as JSON; with
-    ``memo`` inside ``gx_memo.memoized`` given the frame and ``gx_domains.narrowed``, as
+    ``memo`` inside ``memo.memoized`` given the frame and ``column_domains.narrowed``, as
     ``check_files`` validates."""
     template = TEMPLATES[template_id]
     merchant = default_merchant(template_id)
@@ -41,8 +41,8 @@ def validate(
     as_of = test_row_rules.AS_OF.toordinal()
     with contextlib.ExitStack() as blocks:
         if memo:
-            blocks.enter_context(gx_memo.memoized(frame))
-            blocks.enter_context(gx_domains.narrowed())
+            blocks.enter_context(memo.memoized(frame))
+            blocks.enter_context(column_domains.narrowed())
         result = batch.validate(
             definition.suite,
             result_format=RESULT_FORMAT,
@@ -74,10 +74,10 @@ def an_expectation(validation: Validation) -> Any:
 
 def test_a_configuration_is_built_once_inside_the_block_and_anew_outside(validation):
     expectation = an_expectation(validation)
-    with gx_memo.memoized():
+    with memo.memoized():
         inside = expectation.configuration
         assert expectation.configuration is inside
-        with gx_memo.memoized():  # a nested block keeps the outer memo
+        with memo.memoized():  # a nested block keeps the outer memo
             assert expectation.configuration is inside
         assert expectation.configuration is inside
     assert expectation.configuration is not inside
@@ -92,7 +92,7 @@ def test_other_threads_do_not_share_the_memo(validation):
     def read_twice() -> None:
         seen.extend([expectation.configuration, expectation.configuration])
 
-    with gx_memo.memoized():
+    with memo.memoized():
         inside = expectation.configuration
         thread = threading.Thread(target=read_twice)
         thread.start()
@@ -104,7 +104,7 @@ def test_other_threads_do_not_share_the_memo(validation):
 
 def test_an_exception_inside_the_block_drops_the_memo(validation):
     expectation = an_expectation(validation)
-    with pytest.raises(RuntimeError), gx_memo.memoized():
+    with pytest.raises(RuntimeError), memo.memoized():
         inside = expectation.configuration
         raise RuntimeError("a validation failed")
     assert expectation.configuration is not inside
@@ -112,12 +112,12 @@ def test_an_exception_inside_the_block_drops_the_memo(validation):
 
 
 def test_plain_keys_tell_apart_what_json_tells_apart():
-    key = gx_memo.plain_key
+    key = memo.plain_key
     assert key({"a": 1, "b": [1, "x"]}) == key({"b": [1, "x"], "a": 1})
     different = [0.0, -0.0, 1, True, "1", None, [1], (1,), {"a": 1}, {"a": 1.0}, {"a": "1"}]
     assert len({key(value) for value in different}) == len(different)
     for value in ({1, 2}, {1: "a"}, object(), [b"bytes"]):
-        with pytest.raises(gx_memo.NotPlain):
+        with pytest.raises(memo.NotPlain):
             key(value)
 
 
@@ -152,7 +152,7 @@ def test_an_id_is_computed_once_per_content_inside_the_block(monkeypatch):
 
     monkeypatch.setattr(id_dict, "convert_to_json_serializable", counting)
     kwargs = {"column": "email", "mostly": 1.0, "regex": "^a"}
-    with gx_memo.memoized():
+    with memo.memoized():
         first = id_dict.IDDict(kwargs).to_id()
         assert id_dict.IDDict(dict(kwargs)).to_id() == first
         assert len(calls) == 1
@@ -169,17 +169,17 @@ def test_a_null_mask_of_the_frame_is_computed_once_and_handed_out_as_a_copy():
     text = pd.StringDtype("python", na_value=float("nan"))
     frame = pd.DataFrame({"a": ["x", None, "y"], "b": ["1", "2", None]}).astype(text)
     other = pd.array(["z", None], dtype=text)
-    with gx_memo.memoized(frame):
+    with memo.memoized(frame):
         first = frame["a"].isna().to_numpy()
         mask = frame["a"].array.isna()
         mask[:] = True  # a caller's copy: the next one is unchanged
         assert frame["a"].array.isna().tolist() == [False, True, False]
         assert frame["b"].notnull().tolist() == [True, True, False]
         assert other.isna().tolist() == [False, True]  # not of the frame: computed
-        stored = [entry[1] for entry in gx_memo._local.masks.values()]
+        stored = [entry[1] for entry in memo._local.masks.values()]
         assert all(isinstance(m, np.ndarray) for m in stored) and len(stored) == 2
     assert first.tolist() == [False, True, False]
-    assert gx_memo._local.masks is None
+    assert memo._local.masks is None
 
 
 def test_a_validation_computes_each_null_mask_of_its_frame_once(validation, monkeypatch):

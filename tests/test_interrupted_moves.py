@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from review_ingest import runs, sftp_pickup
+from review_ingest.tasks import sftp_ingest, upload_ingest
 from tests.fixtures import pipeline_child
 from tests.fixtures.ingest_checks import (
     assert_loaded_once,
@@ -35,6 +35,8 @@ from tests.helpers import airflow_conn_json, drop
 ORDERS = 30
 OLD = time.time() - 3600
 
+INGEST_UPLOADS = "review_ingest.tasks.upload_ingest:ingest_uploads"
+
 
 def kill_during(tmp_path, kill_at: str, target: str, *args) -> None:
     child = pipeline_child.start(target, *args, out=tmp_path / "killed.json", kill_at=kill_at)
@@ -48,9 +50,9 @@ def test_an_upload_run_killed_between_commit_and_move_is_finished_by_the_next_ru
     data = configure(monkeypatch, tmp_path, warehouse_url)
     content = orders_file("K", ORDERS)
     drop(data / "uploads" / "acme", "orders.csv", content)
-    (batch,) = runs.plan_upload_batches()
+    (batch,) = upload_ingest.plan_upload_batches()
 
-    kill_during(tmp_path, kill_at, "review_ingest.runs:ingest_uploads", batch, warehouse_url)
+    kill_during(tmp_path, kill_at, INGEST_UPLOADS, batch, warehouse_url)
 
     [(committed, _, status)] = imports_of(warehouse_url, "acme")
     assert status == "loaded"
@@ -58,8 +60,8 @@ def test_an_upload_run_killed_between_commit_and_move_is_finished_by_the_next_ru
     reports = data / "reports" / "acme" / committed
     assert reports.is_dir() == (kill_at == "before_move")
 
-    (again,) = runs.plan_upload_batches()
-    (result,) = runs.ingest_uploads(again, warehouse_url)
+    (again,) = upload_ingest.plan_upload_batches()
+    (result,) = upload_ingest.ingest_uploads(again, warehouse_url)
 
     assert (result["file_name"], result["status"], result["import_id"]) == (
         "orders.csv",
@@ -67,7 +69,7 @@ def test_an_upload_run_killed_between_commit_and_move_is_finished_by_the_next_ru
         committed,
     )
     assert (result["valid_rows"], result["brand_requests"]) == (ORDERS, ORDERS)
-    assert runs.log_summary([again], [[result]])["loaded"] == 1
+    assert upload_ingest.summarize_uploads([again], [[result]])["loaded"] == 1
     assert assert_loaded_once(warehouse_url, data, "acme", "orders.csv", content, ORDERS) == (
         committed
     )
@@ -76,7 +78,7 @@ def test_an_upload_run_killed_between_commit_and_move_is_finished_by_the_next_ru
 def test_a_move_killed_between_its_link_and_its_unlink_leaves_one_copy(tmp_path):
     """``move_after`` links the file into processed/, then unlinks it: killed in between, the
     file is in both places, and finishing the move must not make a second copy."""
-    from review_ingest import folders
+    from review_ingest.sources import folders
 
     source = drop(tmp_path / "claims" / "acme" / "c1", "orders.csv", b"bytes")
     (tmp_path / "processed" / "acme").mkdir(parents=True)
@@ -97,11 +99,11 @@ def test_the_same_bytes_sent_again_later_are_recorded_as_already_imported(
     data = configure(monkeypatch, tmp_path, warehouse_url)
     content = orders_file("S", 3)
     drop(data / "uploads" / "acme", "orders.csv", content)
-    (first,) = runs.ingest_uploads(runs.plan_upload_batches()[0], warehouse_url)
+    (first,) = upload_ingest.ingest_uploads(upload_ingest.plan_upload_batches()[0], warehouse_url)
     drop(data / "uploads" / "acme", "orders.csv", content, age_seconds=500)
     drop(data / "uploads" / "acme", "copy.csv", content, age_seconds=400)
 
-    again = runs.ingest_uploads(runs.plan_upload_batches()[0], warehouse_url)
+    again = upload_ingest.ingest_uploads(upload_ingest.plan_upload_batches()[0], warehouse_url)
 
     assert [(r["file_name"], r["status"]) for r in again] == [
         ("orders.csv", "already_imported"),
@@ -160,14 +162,14 @@ def test_an_sftp_run_killed_after_its_commit_is_finished_by_the_next_run(
     kill_during(
         tmp_path,
         "after_commit",
-        "review_ingest.sftp_pickup:collect_merchants",
+        "review_ingest.tasks.sftp_ingest:collect_merchants",
         [shop.merchant_id],
         warehouse_url,
     )
     [(committed, _, _)] = imports_of(warehouse_url, shop.merchant_id)
     assert "orders.csv" in remote_names(sftp_server, shop, shop.inbox)
 
-    result = sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)
+    result = sftp_ingest.collect_merchants([shop.merchant_id], warehouse_url)
 
     [done] = result["files"]
     assert (done["status"], done["import_id"]) == ("loaded", committed)
@@ -188,10 +190,10 @@ def test_the_same_name_sent_again_on_sftp_gets_its_own_already_imported_report(
 ):
     content = orders_file("N", 3)
     sftp_server.upload(shop, f"{shop.inbox}/orders.csv", content, mtime=OLD)
-    [first] = sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)["files"]
+    [first] = sftp_ingest.collect_merchants([shop.merchant_id], warehouse_url)["files"]
     sftp_server.upload(shop, f"{shop.inbox}/orders.csv", content, mtime=OLD)
 
-    [second] = sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)["files"]
+    [second] = sftp_ingest.collect_merchants([shop.merchant_id], warehouse_url)["files"]
 
     assert (first["status"], second["status"]) == ("loaded", "already_imported")
     assert second["remote_path"] == f"{shop.inbox}/processed/orders.2.csv"

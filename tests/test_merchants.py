@@ -7,9 +7,10 @@ import os
 import pytest
 import yaml
 
-from review_ingest import merchants, settings
+from review_ingest import settings
+from review_ingest.core import merchants
+from review_ingest.core.merchants import load_merchants, read_merchants
 from review_ingest.errors import ConfigError
-from review_ingest.merchants import load_merchants, read_merchants
 
 
 def write(tmp_path, text: str):

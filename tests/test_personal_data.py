@@ -20,8 +20,11 @@ import pytest
 from alembic import command
 from sqlalchemy import Connection, Engine, String, Text, inspect, select, text
 
-from review_ingest import erasure, folders, retention, warehouse
-from review_ingest.models import ErasureRow, ReviewRequestRow
+from review_ingest.privacy import erasure, retention
+from review_ingest.sources import folders
+from review_ingest.store import warehouse
+from review_ingest.store.models import ErasureRow, ReviewRequestRow
+from review_ingest.tasks import data_retention
 from tests.helpers import load_brand_requests, query, write_merchants, yesterday
 
 REPO = Path(__file__).resolve().parents[1]
@@ -209,7 +212,9 @@ def test_local_purge_goes_on_past_a_merchant_it_cannot_purge(tmp_path, monkeypat
 
 KILL_AFTER_TWO_BATCHES = """
 import datetime as dt, os, signal, sys
-from review_ingest import retention, warehouse
+from review_ingest.privacy import retention
+from review_ingest.tasks import data_retention
+from review_ingest.store import warehouse
 
 real = retention._anonymise_batch
 calls = 0
@@ -519,19 +524,19 @@ def test_stored_files_lists_both_folders_and_never_follows_a_link(tmp_path):
 
 def test_the_dag_summary_names_every_part_that_did_not_purge():
     groups = [["s1", "s2"], ["s3"]]
-    done = retention.summary(
+    done = data_retention.summarize_purge(
         "2026-01-01T00:00:00+00:00", 4, {"acme": 2}, groups, [{"s1": 3, "s2": 0}, {"s3": 1}]
     )
     assert done["failed"] == [] and done["files_deleted"] == 2
     assert done["sftp_files_deleted"] == {"s1": 3, "s2": 0, "s3": 1}
     with pytest.raises(retention.PurgeFailed, match=r"warehouse, sftp/s1, sftp/s2 failed"):
-        retention.summary("2026-01-01T00:00:00+00:00", None, {}, groups, [{"s3": 1}])
+        data_retention.summarize_purge("2026-01-01T00:00:00+00:00", None, {}, groups, [{"s3": 1}])
 
 
 def test_the_opt_out_lookup_of_a_large_file_finds_each_suppressed_address(engine):
     """Suppressed hashes are looked up like proofs (``warehouse.found``): in one array on
     PostgreSQL, in chunks under SQLite's parameter limit; every one is found, whatever chunk."""
-    from review_ingest import addresses, suppressions
+    from review_ingest.privacy import addresses, suppressions
 
     now = dt.datetime.now(dt.UTC)
     mine = [f"c{n}@example.org" for n in range(0, 3000, 7)]

@@ -1,6 +1,6 @@
 """Celery workers load the pipeline's libraries once (``review_ingest_celery``,
-``review_ingest.preload``): what a worker does when it starts, in a fresh interpreter, and what
-the tasks it forks then find. The real workers of scripts/distributed_run.py are checked by
+``review_ingest.tasks.preload``): what a worker does when it starts, in a fresh interpreter, and
+what the tasks it forks then find. The real workers of scripts/distributed_run.py are checked by
 tests/test_distributed.py."""
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ from celery import Celery
 from review_ingest_celery import CELERY_CONFIG
 app = Celery("review_ingest_test", config_source=CELERY_CONFIG)
 wanted = {
-    "great_expectations", "pandas", "review_ingest.pipeline", "airflow.providers.sftp.hooks.sftp"
+    "great_expectations",
+    "pandas",
+    "review_ingest.pipeline.ingest",
+    "airflow.providers.sftp.hooks.sftp",
 }
 before = sorted(wanted & set(sys.modules))
 app.loader.import_default_modules()
@@ -50,7 +53,7 @@ print(json.dumps({"before": before, "after": after}))
             "airflow.providers.sftp.hooks.sftp",
             "great_expectations",
             "pandas",
-            "review_ingest.pipeline",
+            "review_ingest.pipeline.ingest",
         ],
     }
 
@@ -60,7 +63,7 @@ def test_the_preload_leaves_no_thread_or_open_file_for_the_forks():
         """
 import json, os, threading
 fds = set(os.listdir("/proc/self/fd"))
-import review_ingest.preload
+import review_ingest.tasks.preload
 print(json.dumps({
     "threads": threading.active_count(),
     "new_fds": sorted(set(os.listdir("/proc/self/fd")) - fds),
@@ -77,10 +80,10 @@ import json, logging, os, sys
 records = []
 handler = logging.Handler()
 handler.emit = lambda record: records.append(record.getMessage())
-logging.getLogger("review_ingest.validation").addHandler(handler)
-logging.getLogger("review_ingest.validation").setLevel(logging.INFO)
+logging.getLogger("review_ingest.quality.validation").addHandler(handler)
+logging.getLogger("review_ingest.quality.validation").setLevel(logging.INFO)
 
-from review_ingest.validation import Validation
+from review_ingest.quality.validation import Validation
 Validation(None, None)
 alone = [m for m in records if m.startswith("Great Expectations")]
 records.clear()
@@ -125,9 +128,10 @@ import json, logging, os
 warnings = []
 handler = logging.Handler()
 handler.emit = lambda record: warnings.append(record.getMessage())
-logging.getLogger("review_ingest.preload").addHandler(handler)
-import review_ingest.preload
-from review_ingest import merchants, settings
+logging.getLogger("review_ingest.tasks.preload").addHandler(handler)
+import review_ingest.tasks.preload
+from review_ingest.core import merchants
+from review_ingest import settings
 """
     + FORKED_READ
     + """print(json.dumps({"task": task, "warnings": warnings}))"""
@@ -155,7 +159,7 @@ def test_the_preload_freezes_what_it_loaded_out_of_the_collectors_sight():
         """
 import gc, json
 before = gc.get_freeze_count()
-import review_ingest.preload
+import review_ingest.tasks.preload
 print(json.dumps({"before": before, "after": gc.get_freeze_count()}))
 """
     )
@@ -172,8 +176,9 @@ def test_before_each_task_a_changed_merchants_file_is_parsed_for_the_forks(tmp_p
         f"""
 import json, os
 from celery.signals import task_prerun
-import review_ingest.preload
-from review_ingest import merchants, settings
+import review_ingest.tasks.preload
+from review_ingest.core import merchants
+from review_ingest import settings
 
 os.replace({str(changed)!r}, {str(path)!r})  # the file changes after the worker started
 task_prerun.send(sender=None, task_id="t1", task=None)  # in the pool process, before the fork
@@ -190,7 +195,7 @@ def test_a_process_that_imports_great_expectations_itself_freezes_it():
     found = run_python(
         """
 import gc, json
-from review_ingest.validation import Validation
+from review_ingest.quality.validation import Validation
 before = gc.get_freeze_count()
 Validation(None, None)
 print(json.dumps({"before": before, "after": gc.get_freeze_count()}))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from review_ingest.reading import FileRejected, ParsedFile, read_file
+from review_ingest.core.reading import FileRejected, ParsedFile, read_file
+from review_ingest.core.template_columns import TEMPLATES
 from review_ingest.settings import MAX_FILE_BYTES
-from review_ingest.templates import TEMPLATES
 
 WEBSITE = TEMPLATES["website"]
 WEBSITE_PRODUCTS = TEMPLATES["website_products"]

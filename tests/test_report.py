@@ -9,9 +9,8 @@ import json
 
 import pytest
 
-from review_ingest import report
-from review_ingest.pipeline import Ingest
-from review_ingest.records import (
+from review_ingest.core import report
+from review_ingest.core.outcomes import (
     Duplicate,
     ExistingProof,
     ImportRecord,
@@ -19,6 +18,7 @@ from review_ingest.records import (
     Rejection,
     RowError,
 )
+from review_ingest.pipeline.ingest import Ingest
 from tests.helpers import sample_for_yesterday
 
 #: The example of contract section 5, with the key section 11 adds.

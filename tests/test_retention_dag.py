@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from review_ingest import retention, warehouse
-from review_ingest.merchants import Merchant, SftpSource
+from review_ingest.core.merchants import Merchant, SftpSource
+from review_ingest.privacy import retention
+from review_ingest.store import warehouse
 from tests.fixtures.airflow import run_dag
 from tests.fixtures.sftp_server import SftpMerchant, SftpServer
 from tests.helpers import airflow_conn_json, load_brand_requests, query

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from review_ingest import report
-from review_ingest.records import Outcome
-from review_ingest.templates import TEMPLATES
+from review_ingest.core import report
+from review_ingest.core.outcomes import Outcome
+from review_ingest.core.template_columns import TEMPLATES
 
 AS_OF = dt.date(2026, 11, 5)  # the import's date; as_of - 92 days is 2026-08-05
 OK_DATE = "01-11-2026"
@@ -404,7 +404,7 @@ DATA = {template: build(template, rows, defaults) for template, (rows, defaults)
 @pytest.fixture(scope="module")
 def checked(tmp_path_factory):
     """The outcome of ``check`` for each template's file, each checked once."""
-    from review_ingest.pipeline import Ingest
+    from review_ingest.pipeline.ingest import Ingest
 
     ingest = Ingest(data_dir=tmp_path_factory.mktemp("data"), data_docs=False)
     cache: dict[str, Outcome] = {}
@@ -524,7 +524,7 @@ def test_a_row_is_reported_at_the_line_where_its_record_starts(checked):
 
 def test_the_file_is_read_with_sep_line_and_crlf(checked, tmp_path):
     """The same rows with ``sep=;`` first and CRLF line ends: every line number moves by one."""
-    from review_ingest.pipeline import Ingest
+    from review_ingest.pipeline.ingest import Ingest
 
     text = DATA["store"].decode().replace("\n", "\r\n")
     outcome = Ingest(data_dir=tmp_path, data_docs=False).check(
@@ -558,7 +558,7 @@ def test_check_as_of_imports_at_noon_in_the_merchant_time_zone(tmp_path):
     """``check --as-of``: the import time is 12:00 that day in Paris (11:00 UTC), so a delay-0
     order of 11:00 is due now and those of 12:30 and 13:00 are not (contract section 9); at noon
     UTC the 12:30 one (11:30 UTC) would be due too."""
-    from review_ingest.pipeline import Ingest
+    from review_ingest.pipeline.ingest import Ingest
 
     header = "order_ref;email;lastname;firstname;order_date;delay\n"
     rows = (

@@ -7,21 +7,27 @@ from pathlib import Path
 
 import pytest
 
-from review_ingest import runs
-from review_ingest.connections import sqlalchemy_url
+from review_ingest import errors
 from review_ingest.errors import ConfigError
+from review_ingest.pipeline import failures
+from review_ingest.store.connections import sqlalchemy_url
+from review_ingest.tasks import partition, upload_ingest
 
 
 def test_split_respects_batch_size_and_the_cap_on_mapped_tasks():
-    assert runs.split([], [], 25, 10**9, 64) == []
-    assert [len(b) for b in runs.split(list(range(60)), [1] * 60, 25, 10**9, 64)] == [25, 25, 10]
-    batches = runs.split(list(range(10_000)), [1] * 10_000, 25, 10**9, 64)
+    assert partition.split([], [], 25, 10**9, 64) == []
+    assert [len(b) for b in partition.split(list(range(60)), [1] * 60, 25, 10**9, 64)] == [
+        25,
+        25,
+        10,
+    ]
+    batches = partition.split(list(range(10_000)), [1] * 10_000, 25, 10**9, 64)
     assert len(batches) <= 64 and sum(batches, []) == list(range(10_000))
 
 
 def test_split_fills_a_batch_up_to_its_bytes_and_gives_a_big_file_its_own():
     sizes = [2, 2, 2, 7, 1, 3, 3]
-    assert runs.split(list("abcdefg"), sizes, 500, 5, 64) == [
+    assert partition.split(list("abcdefg"), sizes, 500, 5, 64) == [
         ["a", "b"],
         ["c"],
         ["d"],
@@ -29,9 +35,9 @@ def test_split_fills_a_batch_up_to_its_bytes_and_gives_a_big_file_its_own():
         ["g"],
     ]
     # 200 small files of 2 KB: one task, not one per 25 files
-    assert len(runs.split(list(range(200)), [2048] * 200, 500, 5 * 1024 * 1024, 64)) == 1
+    assert len(partition.split(list(range(200)), [2048] * 200, 500, 5 * 1024 * 1024, 64)) == 1
     # 200 files of 5 MB: one each, until the cap on mapped tasks doubles the budget
-    batches = runs.split(list(range(200)), [5 * 1024 * 1024] * 200, 500, 5 * 1024 * 1024, 64)
+    batches = partition.split(list(range(200)), [5 * 1024 * 1024] * 200, 500, 5 * 1024 * 1024, 64)
     assert len(batches) <= 64 and sum(batches, []) == list(range(200))
     assert max(map(len, batches)) == 4
 
@@ -50,7 +56,7 @@ def test_plan_upload_batches_groups_small_files_by_their_bytes(tmp_path, monkeyp
         path = folder / f"f{number}.csv"
         path.write_bytes(b"x" * size)
         os.utime(path, (1_000_000 + number, 1_000_000 + number))
-    batches = runs.plan_upload_batches()
+    batches = upload_ingest.plan_upload_batches()
     assert [[Path(item["path"]).name for item in batch] for batch in batches] == [
         ["f0.csv", "f1.csv", "f2.csv"],
         ["f3.csv", "f4.csv"],
@@ -82,9 +88,9 @@ def test_summary_fails_naming_files_of_failed_batches():
         "duplicate_rows": 0,
         "report": "r",
     }
-    assert runs.log_summary(batches[:1], [[done]])["loaded"] == 1
-    with pytest.raises(runs.BatchFailed, match="b/2.csv"):
-        runs.log_summary(batches, [[done]])
+    assert upload_ingest.summarize_uploads(batches[:1], [[done]])["loaded"] == 1
+    with pytest.raises(failures.BatchFailed, match="b/2.csv"):
+        upload_ingest.summarize_uploads(batches, [[done]])
 
 
 def test_database_errors_are_described_without_their_text():
@@ -94,19 +100,19 @@ def test_database_errors_are_described_without_their_text():
     class DBError(Exception):
         orig = Orig("Key (email)=(secret@example.com) already exists")
 
-    text = runs.describe(DBError("secret@example.com"))
+    text = errors.describe(DBError("secret@example.com"))
     assert "secret" not in text and "23505" in text
 
 
 def test_one_failed_merchant_fails_the_task_with_its_own_error_noting_the_merchant():
     refused = ConfigError("SFTP connection 'a_sftp': the server refused us")
     with pytest.raises(ConfigError) as raised:
-        runs.raise_failures({"acme": refused})
+        failures.raise_failures({"acme": refused})
     assert raised.value is refused
     assert raised.value.__notes__ == [
         "merchant acme: its part of the task failed; the others were done"
     ]
-    runs.raise_failures({})
+    failures.raise_failures({})
 
 
 def test_several_failed_merchants_are_each_named_and_retried_unless_all_are_permanent():
@@ -114,11 +120,11 @@ def test_several_failed_merchants_are_each_named_and_retried_unless_all_are_perm
     with pytest.raises(
         ConfigError, match=r"merchant a: ConfigError: the server refused us \| merchant b"
     ):
-        runs.raise_failures({"a": refused, "b": ConfigError("unknown connection")})
+        failures.raise_failures({"a": refused, "b": ConfigError("unknown connection")})
     lost = TimeoutError("no answer")
     with pytest.raises(
-        runs.BatchFailed, match=r"merchant a: .* \| merchant b: TimeoutError: no answer"
+        failures.BatchFailed, match=r"merchant a: .* \| merchant b: TimeoutError: no answer"
     ):
-        runs.raise_failures({"a": refused, "b": lost})
+        failures.raise_failures({"a": refused, "b": lost})
     with pytest.raises(KeyError, match="merchant a"):
-        runs.raise_failures({"a": refused, "b": lost}, KeyError)
+        failures.raise_failures({"a": refused, "b": lost}, KeyError)

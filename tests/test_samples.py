@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from review_ingest import rules
-from review_ingest.samples import dated_copy, sample_path
-from review_ingest.templates import TEMPLATES
+from review_ingest.core import rules
+from review_ingest.core.template_columns import TEMPLATES
+from review_ingest.sources.samples import dated_copy, sample_path
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -39,7 +39,7 @@ def shape(value: str) -> str:
 
 @pytest.fixture(scope="module")
 def ingest(tmp_path_factory):
-    from review_ingest.pipeline import Ingest
+    from review_ingest.pipeline.ingest import Ingest
 
     return Ingest(data_dir=tmp_path_factory.mktemp("data"), data_docs=False)
 

@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from review_ingest.merchants import Merchant
-from review_ingest.records import Record
-from review_ingest.scheduling import build_requests, count_requests, due_at
-from review_ingest.templates import TEMPLATES
+from review_ingest.core.merchants import Merchant
+from review_ingest.core.outcomes import Record
+from review_ingest.core.scheduling import build_requests, count_requests, due_at
+from review_ingest.core.template_columns import TEMPLATES
 
 PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -11,8 +11,11 @@ import time
 
 import pytest
 
-from review_ingest import sftp, sftp_pickup, warehouse
 from review_ingest.errors import PermanentError
+from review_ingest.pipeline import sftp_inbox
+from review_ingest.sources import sftp
+from review_ingest.store import warehouse
+from review_ingest.tasks import sftp_ingest
 from tests.fixtures.airflow import run_dag
 from tests.fixtures.sftp_server import SftpMerchant, SftpServer
 from tests.helpers import airflow_conn_json, query, sample_for_yesterday
@@ -85,7 +88,7 @@ def test_uploaded_file_is_loaded_once_moved_and_reported(sftp_server, shop, setu
         sftp_server.upload(shop, f"{shop.inbox}/{name}", b"order_ref;", mtime=OLD)
     sftp_server.upload(shop, f"{shop.inbox}/young.csv", sample)
 
-    result = sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)
+    result = sftp_ingest.collect_merchants([shop.merchant_id], warehouse_url)
 
     assert [(f["file_name"], f["status"]) for f in result["files"]] == [("orders.csv", "loaded")]
     assert requests_of(warehouse_url, shop.merchant_id) == 5
@@ -110,7 +113,7 @@ def test_uploaded_file_is_loaded_once_moved_and_reported(sftp_server, shop, setu
     assert errors == "line;column;code;message\n"
     assert (setup / "processed" / shop.merchant_id / "orders.csv").read_bytes() == sample
 
-    again = sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)
+    again = sftp_ingest.collect_merchants([shop.merchant_id], warehouse_url)
     assert again["files"] == []
     assert requests_of(warehouse_url, shop.merchant_id) == 5
 
@@ -123,7 +126,7 @@ def test_rejected_files_end_in_orders_rejected_with_their_report(
     sftp_server.upload(shop, f"{shop.inbox}/b.csv", (sample + "\n").encode(), mtime=OLD)
     sftp_server.upload(shop, f"{shop.inbox}/c.csv", sample.replace(";", ",").encode(), mtime=OLD)
 
-    result = sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)
+    result = sftp_ingest.collect_merchants([shop.merchant_id], warehouse_url)
 
     by_name = {f["file_name"]: f for f in result["files"]}
     assert by_name["a.csv"]["status"] == "loaded"
@@ -150,7 +153,7 @@ def test_each_merchant_file_lands_under_its_own_merchant(
     )
 
     for merchant in (shop, other):
-        sftp_pickup.collect_merchants([merchant.merchant_id], warehouse_url)
+        sftp_ingest.collect_merchants([merchant.merchant_id], warehouse_url)
 
     assert requests_of(warehouse_url, shop.merchant_id) == 5
     assert requests_of(warehouse_url, other.merchant_id) == 4
@@ -174,12 +177,12 @@ def test_server_stopping_after_listing_loads_nothing_then_the_next_run_loads_onc
 
     monkeypatch.setattr(sftp, "list_ready", list_then_stop)
     with pytest.raises(sftp.TransportError, match="orders.csv"):
-        sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)
+        sftp_ingest.collect_merchants([shop.merchant_id], warehouse_url)
     assert query(warehouse_url, "SELECT count(*) FROM imports")[0][0] == 0
 
     monkeypatch.setattr(sftp, "list_ready", real_list)
     running.start()
-    sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)
+    sftp_ingest.collect_merchants([shop.merchant_id], warehouse_url)
     assert requests_of(warehouse_url, shop.merchant_id) == 5
 
 
@@ -189,7 +192,7 @@ def test_server_stopping_during_download_loads_nothing(running, shop, setup, war
     many = [rows[0].replace("WEB-100231", f"BIG-{i}") for i in range(60_000)]
     data = ("\n".join([header, *many]) + "\n").encode()
     running.upload(shop, f"{shop.inbox}/big.csv", data, mtime=OLD)
-    staging = sftp_pickup.staging_dir(shop.merchant_id)
+    staging = sftp_inbox.staging_dir(shop.merchant_id)
     staging.mkdir(parents=True)
     done = threading.Event()
 
@@ -204,7 +207,7 @@ def test_server_stopping_during_download_loads_nothing(running, shop, setup, war
     watcher.start()
     try:
         with pytest.raises(sftp.TransportError):
-            sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)
+            sftp_ingest.collect_merchants([shop.merchant_id], warehouse_url)
     finally:
         done.set()
         watcher.join()
@@ -212,7 +215,7 @@ def test_server_stopping_during_download_loads_nothing(running, shop, setup, war
     assert list(staging.iterdir()) == []
 
     running.start()
-    sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)
+    sftp_ingest.collect_merchants([shop.merchant_id], warehouse_url)
     assert requests_of(warehouse_url, shop.merchant_id) == 60_000
 
 
@@ -230,13 +233,13 @@ def test_move_failing_after_the_commit_is_finished_by_the_next_run(
 
     monkeypatch.setattr(sftp, "publish", stop_then_publish)
     with pytest.raises(sftp.TransportError):
-        sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)
+        sftp_ingest.collect_merchants([shop.merchant_id], warehouse_url)
     first = query(warehouse_url, "SELECT import_id FROM imports WHERE status = 'loaded'")
     assert len(first) == 1 and requests_of(warehouse_url, shop.merchant_id) == 5
 
     monkeypatch.setattr(sftp, "publish", real_publish)
     running.start()
-    result = sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)
+    result = sftp_ingest.collect_merchants([shop.merchant_id], warehouse_url)
 
     # The next run finishes that import (issue 8.7): counted loaded, nothing recorded again.
     assert [(f["status"], f["import_id"]) for f in result["files"]] == [("loaded", first[0][0])]
@@ -302,7 +305,7 @@ def test_small_files_of_an_inbox_share_one_validation_each_with_its_own_errors(
     for name, text in files.items():
         sftp_server.upload(shop, f"{shop.inbox}/{name}", text.encode(), mtime=OLD)
 
-    result = sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)
+    result = sftp_ingest.collect_merchants([shop.merchant_id], warehouse_url)
 
     assert sorted((f["file_name"], f["status"]) for f in result["files"]) == [
         ("A.csv", "loaded"),
@@ -351,7 +354,7 @@ def test_merchants_of_one_task_share_a_validation_each_file_its_own_merchant_and
     bad = sample.replace("WEB-", "OTHER-").replace(first_email, "not-an-address", 1)
     sftp_server.upload(other, f"{other.inbox}/b.csv", bad.encode(), mtime=OLD)
 
-    result = sftp_pickup.collect_merchants([shop.merchant_id, other.merchant_id], warehouse_url)
+    result = sftp_ingest.collect_merchants([shop.merchant_id, other.merchant_id], warehouse_url)
 
     assert result["merchants"] == [shop.merchant_id, other.merchant_id]
     assert sorted((f["merchant_id"], f["file_name"], f["status"]) for f in result["files"]) == [
@@ -385,7 +388,7 @@ def test_an_unreachable_server_stops_only_its_merchant_and_is_named_after_the_ot
     )
 
     with pytest.raises(sftp.TransportError, match="cannot connect") as raised:
-        sftp_pickup.collect_merchants([other.merchant_id, shop.merchant_id], warehouse_url)
+        sftp_ingest.collect_merchants([other.merchant_id, shop.merchant_id], warehouse_url)
 
     assert not isinstance(raised.value, PermanentError)
     assert raised.value.__notes__ == [
@@ -421,7 +424,7 @@ def test_merchants_with_the_same_connection_share_one_login(
     login = f"Accepted publickey for {shop.username} "
     before = sftp_server.log_count(login)
 
-    result = sftp_pickup.collect_merchants(["p_first", "p_second"], warehouse_url)
+    result = sftp_ingest.collect_merchants(["p_first", "p_second"], warehouse_url)
 
     assert sorted((f["merchant_id"], f["file_name"]) for f in result["files"]) == [
         ("p_first", "a.csv"),

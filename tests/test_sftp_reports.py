@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from review_ingest import sftp, sftp_pickup, warehouse
+from review_ingest.sources import sftp
+from review_ingest.store import warehouse
+from review_ingest.tasks import sftp_ingest
 from tests.fixtures.sftp_server import SftpMerchant, SftpServer
 from tests.helpers import airflow_conn_json, query, sample_for_yesterday
 
@@ -52,10 +54,10 @@ def test_bytes_already_imported_under_a_new_name_get_their_own_report(
     """Issue 8.2: the report beside tuesday.csv was monday.csv's, with status loaded."""
     sample = sample_for_yesterday("website").encode()
     sftp_server.upload(shop, f"{shop.inbox}/monday.csv", sample, mtime=OLD)
-    first = sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)["files"][0]
+    first = sftp_ingest.collect_merchants([shop.merchant_id], warehouse_url)["files"][0]
     sftp_server.upload(shop, f"{shop.inbox}/tuesday.csv", sample, mtime=OLD)
 
-    second = sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)["files"][0]
+    second = sftp_ingest.collect_merchants([shop.merchant_id], warehouse_url)["files"][0]
 
     assert (first["status"], second["status"]) == ("loaded", "already_imported")
     report = published(sftp_server, shop, "tuesday.csv")
@@ -77,7 +79,7 @@ def test_published_reports_hold_no_data_docs_key(sftp_server, shop, setup, wareh
     sftp_server.upload(shop, f"{shop.inbox}/good.csv", sample.encode(), mtime=OLD - 10)
     sftp_server.upload(shop, f"{shop.inbox}/again.csv", (sample + "\n").encode(), mtime=OLD)
 
-    sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)
+    sftp_ingest.collect_merchants([shop.merchant_id], warehouse_url)
 
     good = published(sftp_server, shop, "good.csv")
     rejected = json.loads(sftp_server.fetch(shop, f"{shop.inbox}/rejected/again.csv.report.json"))
@@ -104,13 +106,13 @@ def test_a_rerun_finishing_an_interrupted_move_publishes_the_original_report(
     monkeypatch.setattr(sftp, "publish", stop_then_publish)
     try:
         with pytest.raises(sftp.TransportError):
-            sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)
+            sftp_ingest.collect_merchants([shop.merchant_id], warehouse_url)
     finally:
         sftp_server.start()
     monkeypatch.setattr(sftp, "publish", real_publish)
     [(loaded_id,)] = query(warehouse_url, "SELECT import_id FROM imports")
 
-    again = sftp_pickup.collect_merchants([shop.merchant_id], warehouse_url)["files"][0]
+    again = sftp_ingest.collect_merchants([shop.merchant_id], warehouse_url)["files"][0]
 
     assert (again["status"], again["import_id"]) == ("loaded", loaded_id)  # finished (8.7)
     report = published(sftp_server, shop, "orders.csv")

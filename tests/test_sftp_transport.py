@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from review_ingest.errors import PermanentError
-from review_ingest.sftp import (
+from review_ingest.sources.sftp import (
     ERRORS_SUFFIX,
     REPORT_SUFFIX,
     AccessRefused,

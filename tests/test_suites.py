@@ -1,4 +1,4 @@
-"""The saved Great Expectations suites are the ones ``review_ingest.suites`` writes, and every
+"""The saved Great Expectations suites are the ones ``quality.suites`` writes, and every
 rule of the contract that a suite holds is in each template's suite."""
 
 from __future__ import annotations
@@ -9,16 +9,16 @@ import string
 
 import pytest
 
-from review_ingest.rules import LANGUAGE, LANGUAGES
-from review_ingest.suites import suite_dict, suite_path
-from review_ingest.templates import TEMPLATES
+from review_ingest.core.rules import LANGUAGE, LANGUAGES
+from review_ingest.core.template_columns import TEMPLATES
+from review_ingest.quality.suites import suite_dict, suite_path
 
 
 @pytest.mark.parametrize("template", sorted(TEMPLATES))
 def test_saved_suite_is_up_to_date(template):
     saved = json.loads(suite_path(template).read_text(encoding="utf-8"))
     assert saved == suite_dict(TEMPLATES[template]), (
-        "include/expectations is stale: run .venv/bin/python -m review_ingest.suites"
+        "include/expectations is stale: run .venv/bin/python -m review_ingest.quality.suites"
     )
 
 

@@ -18,7 +18,7 @@ def test_loading_the_plugin_builds_no_app():
         f"sys.path.insert(0, {str(REPO / 'plugins')!r})\n"
         f"plugin = runpy.run_path({str(REPO / 'plugins' / 'review_ingest_ui.py')!r})\n"
         "(app,) = [a['app'] for a in plugin['ReviewIngestUiPlugin'].fastapi_apps]\n"
-        "heavy = ('review_ingest.web.app', 'fastapi', 'review_ingest.warehouse', 'alembic')\n"
+        "heavy = ('review_ingest.web.app', 'fastapi', 'review_ingest.store.warehouse', 'alembic')\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
         "print(callable(app))\n"
     )

@@ -120,7 +120,7 @@ def test_a_transient_fault_on_one_file_is_retried_and_never_stops_the_other_file
     disk would), with the DAG's real retry settings: the other batches load, the failed task
     waits for its retry 5 minutes out with its file still in the upload folder, and the
     retry (cleared by the test instead of waited for) loads it exactly once."""
-    from review_ingest.pipeline import Ingest
+    from review_ingest.pipeline.ingest import Ingest
 
     _drop_samples(data_dir)
     real_import = Ingest.import_file

@@ -10,12 +10,12 @@ import weakref
 
 import pytest
 
-from review_ingest import validation as validation_module
-from review_ingest.merchants import default_merchant
-from review_ingest.reading import read_file
-from review_ingest.records import Record
-from review_ingest.templates import TEMPLATES
-from review_ingest.validation import FileRows, Validation
+from review_ingest.core.merchants import default_merchant
+from review_ingest.core.outcomes import Record
+from review_ingest.core.reading import read_file
+from review_ingest.core.template_columns import TEMPLATES
+from review_ingest.quality import validation as validation_module
+from review_ingest.quality.validation import FileRows, Validation
 from tests import test_row_rules
 
 TEMPLATE = "website_products"
@@ -75,7 +75,7 @@ def test_errors_are_the_same_whatever_the_chunk_size(validation, monkeypatch):
 def test_an_error_message_is_made_when_it_is_first_read(validation, monkeypatch):
     """``check`` shows the first thousand messages of an all-bad file: the rows' errors are
     made without their messages, each message once when read, as ``rules.message`` words it."""
-    from review_ingest import rules
+    from review_ingest.core import rules
 
     made: list[tuple[str, str | None]] = []
     message = rules.message

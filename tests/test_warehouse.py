@@ -23,10 +23,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, String, cast, event, func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from review_ingest import warehouse
-from review_ingest.models import Base, ImportErrorRow, ImportRow, ReviewRequestRow
-from review_ingest.records import ImportRecord, Outcome, ReviewRequest, RowError
-from review_ingest.warehouse import (
+from review_ingest.core.outcomes import ImportRecord, Outcome, ReviewRequest, RowError
+from review_ingest.store import warehouse
+from review_ingest.store.models import Base, ImportErrorRow, ImportRow, ReviewRequestRow
+from review_ingest.store.warehouse import (
     AlreadyImported,
     ProofConflict,
     engine_for,
@@ -195,7 +195,7 @@ def index_names(engine: Engine) -> set[str]:
 
 MIGRATE_SCRIPT = """
 import sys
-from review_ingest import warehouse
+from review_ingest.store import warehouse
 engine = warehouse.engine_for(sys.argv[1])
 print("ready", flush=True)
 sys.stdin.readline()
@@ -591,7 +591,7 @@ def crash_outcome() -> Outcome:
 
 
 CRASH_SCRIPT = (
-    "import sys; from tests.test_warehouse import crash_outcome; from review_ingest import "
+    "import sys; from tests.test_warehouse import crash_outcome; from review_ingest.store import "
     "warehouse as w; w.save(w.engine_for(sys.argv[1]), crash_outcome())"
 )
 

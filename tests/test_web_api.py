@@ -30,11 +30,11 @@ import pytest
 from markupsafe import escape
 from sqlalchemy import delete
 
-from review_ingest import warehouse
-from review_ingest.merchants import load_merchants
-from review_ingest.models import ImportRow
-from review_ingest.pipeline import Ingest
-from review_ingest.records import Outcome
+from review_ingest.core.merchants import load_merchants
+from review_ingest.core.outcomes import Outcome
+from review_ingest.pipeline.ingest import Ingest
+from review_ingest.store import warehouse
+from review_ingest.store.models import ImportRow
 from review_ingest.web import queries
 from tests.fixtures.api_server import (
     AUTH_MANAGER,

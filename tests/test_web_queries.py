@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select, text
 
-from review_ingest.records import ImportRecord, Outcome, ReviewRequest
-from review_ingest.warehouse import engine_for, migrate, save
+from review_ingest.core.outcomes import ImportRecord, Outcome, ReviewRequest
+from review_ingest.store.warehouse import engine_for, migrate, save
 from review_ingest.web import queries, views
 from review_ingest.web.queries import ImportFilters, Paging, RequestFilters
 
@@ -342,7 +342,7 @@ def test_merchant_activity_per_utc_day(engine: Engine) -> None:
 
 
 def test_requests_withdrawn_by_an_opt_out_have_their_own_status(engine: Engine) -> None:
-    from review_ingest import suppressions
+    from review_ingest.privacy import suppressions
 
     # Z-2..Z-6 are not yet due at NOW: z3's is withdrawn; a due request never is.
     assert suppressions.suppress(engine, "z3@example.net", None, NOW).requests_withdrawn == 1

@@ -13,11 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from review_ingest import report, settings
+from review_ingest import settings
+from review_ingest.core import report
+from review_ingest.core.merchants import read_merchants
+from review_ingest.core.outcomes import SOURCES, Outcome
+from review_ingest.core.template_columns import TEMPLATES
 from review_ingest.errors import ConfigError, UsageError
-from review_ingest.merchants import read_merchants
-from review_ingest.records import SOURCES, Outcome
-from review_ingest.templates import TEMPLATES
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -101,7 +102,7 @@ def _check(args: argparse.Namespace) -> int:
         except ValueError:
             raise UsageError(f"--as-of must be a date YYYY-MM-DD, not {args.as_of!r}") from None
     data = _read(args.file)
-    from review_ingest.pipeline import Ingest
+    from review_ingest.pipeline.ingest import Ingest
 
     outcome = Ingest(data_dir=settings.data_dir(), data_docs=False).check(
         data, args.file.name, args.template, as_of
@@ -119,7 +120,7 @@ def _import(args: argparse.Namespace) -> int:
         )
     if not args.file.is_file():
         raise UsageError(f"file not found: {args.file}")
-    from review_ingest.pipeline import Ingest
+    from review_ingest.pipeline.ingest import Ingest
 
     ingest = Ingest(
         data_dir=settings.data_dir(),
@@ -138,7 +139,7 @@ PERSONAL_DATA_COMMANDS = ("purge", "erase", "suppress", "unsuppress")
 def _personal_data(args: argparse.Namespace) -> int:
     """Contract section 11: counts on standard output, never an address; 0 when done, 1 when a
     part of a purge failed (named on standard error), 2 for a usage error."""
-    from review_ingest import addresses, erasure, retention, suppressions
+    from review_ingest.privacy import addresses, erasure, retention, suppressions
 
     now = dt.datetime.now(dt.UTC)
     if args.command == "purge":
@@ -183,7 +184,7 @@ def _stdout_to_stderr() -> Iterator[None]:
 
 def _engine() -> Engine:
     """The configured warehouse, migrated."""
-    from review_ingest import warehouse
+    from review_ingest.store import warehouse
 
     engine = warehouse.engine_for(settings.warehouse_url())
     warehouse.migrate(engine)
@@ -199,7 +200,7 @@ def _print_counts(counts: dict[str, Any], as_json: bool, status: int) -> int:
 
 
 def _migrate() -> int:
-    from review_ingest import warehouse
+    from review_ingest.store import warehouse
 
     warehouse.migrate(warehouse.engine_for(settings.warehouse_url()))
     print("warehouse schema is up to date")
@@ -210,8 +211,8 @@ def _imports(args: argparse.Namespace) -> int:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
-    from review_ingest import warehouse
-    from review_ingest.models import ImportRow
+    from review_ingest.store import warehouse
+    from review_ingest.store.models import ImportRow
 
     engine = warehouse.engine_for(settings.warehouse_url())
     warehouse.migrate(engine)

@@ -1,4 +1,4 @@
-"""Which failures a retry can cure, and how a DAG task says so (contract section 8).
+"""Which failures a retry can cure, and how a failure is told (contract section 8).
 
 A usage or configuration error (an unknown merchant, a missing file, a refused key) fails the
 task at once: waiting five minutes and trying again changes nothing, and hides the message
@@ -7,11 +7,6 @@ presumed transient and left to the task's retries.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from airflow.sdk import ExceptionRetryPolicy
 
 
 class PermanentError(Exception):
@@ -27,30 +22,11 @@ class ConfigError(PermanentError, ValueError):
     merchant or connection, and the key."""
 
 
-def retry_policy() -> ExceptionRetryPolicy:
-    """The ingest DAGs' Airflow retry policy: a PermanentError fails the task at once; any
-    other failure takes the task's retries."""
-    from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule
-
-    return ExceptionRetryPolicy(
-        rules=[
-            RetryRule(
-                exception=PermanentError,
-                action=RetryAction.FAIL,
-                reason="a usage or configuration error: a retry cannot cure it",
-            )
-        ]
-    )
-
-
-def task_defaults() -> dict[str, Any]:
-    """Every DAG's ``default_args``: two retries 5 minutes apart for transient faults, none for
-    a PermanentError (``retry_policy``)."""
-    from review_ingest.settings import retry_delay
-
-    return {
-        "owner": "data-eng",
-        "retries": 2,
-        "retry_delay": retry_delay(),
-        "retry_policy": retry_policy(),
-    }
+def describe(exc: BaseException) -> str:
+    """An exception for a log line: database errors may quote a row (e-mails), so they are
+    named by class and SQLSTATE only."""
+    orig = getattr(exc, "orig", None)
+    if orig is not None:
+        state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        return f"{type(exc).__name__} ({type(orig).__name__}, SQLSTATE {state})"
+    return f"{type(exc).__name__}: {str(exc)[:300]}"

@@ -39,7 +39,8 @@ from pydantic import BeforeValidator, StringConstraints
 from sqlalchemy import Engine, RowMapping
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from review_ingest import settings, warehouse
+from review_ingest import settings
+from review_ingest.store import warehouse
 from review_ingest.web import access, csv_export, email_filter, files, pages, queries, views
 
 WEB_DIR = Path(__file__).parent
@@ -350,7 +351,7 @@ def _next_url(request: Request) -> str:
 def create_app() -> FastAPI:
     """The app, wired to Airflow's auth manager (``access``), the ``review_warehouse``
     connection (else ``settings.warehouse_url()``) and Airflow's ``[api] secret_key``."""
-    from review_ingest.connections import warehouse_url_in_airflow
+    from review_ingest.store.connections import warehouse_url_in_airflow
 
     app = FastAPI(
         title="Review ingest",

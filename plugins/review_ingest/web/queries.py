@@ -34,7 +34,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from review_ingest.models import WITHDRAWN_STATUS, ImportRow, ReviewRequestRow
+from review_ingest.store.models import WITHDRAWN_STATUS, ImportRow, ReviewRequestRow
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500

@@ -105,7 +105,7 @@ class RequestList(BaseModel):
     items: list[RequestItem] = Field(description="latest scheduled_at first")
 
 
-class Rejection(BaseModel):
+class RejectionItem(BaseModel):
     code: str
     message: str
 
@@ -116,7 +116,7 @@ class RequestCounts(BaseModel):
     due_now: int
 
 
-class Validation(BaseModel):
+class ValidationItem(BaseModel):
     suite: str | None
     data_docs: str | None = Field(
         description="the file's Data Docs page, relative to the data_docs folder "
@@ -137,7 +137,7 @@ class Report(BaseModel):
     size_bytes: int
     template: str | None
     status: str
-    rejection: Rejection | None
+    rejection: RejectionItem | None
     total_rows: int
     valid_rows: int
     error_rows: int
@@ -148,7 +148,7 @@ class Report(BaseModel):
     errors: list[dict[str, Any]]
     duplicates: list[dict[str, Any]]
     existing_proofs: list[dict[str, Any]]
-    validation: Validation
+    validation: ValidationItem
 
 
 def import_list(page: queries.Page) -> ImportList:

@@ -1,0 +1,193 @@
+"""The merchants file (``include/merchants.yaml``): who sends files, with which template."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from review_ingest.core.template_columns import TEMPLATES
+from review_ingest.errors import ConfigError
+
+MERCHANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+#: libyaml's safe loader (PyYAML's wheels carry it), else PyYAML's own, 4.7x slower.
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_LANGUAGE = re.compile(r"^[a-z]{2}$")
+
+
+@dataclass(frozen=True)
+class SftpSource:
+    conn_id: str
+    root: str
+
+    @property
+    def inbox(self) -> str:
+        return f"{self.root.rstrip('/')}/orders"
+
+
+@dataclass(frozen=True)
+class Merchant:
+    merchant_id: str
+    template: str
+    default_delay: int = 0
+    default_delay_product: int = 0
+    max_order_age_days: int = 92
+    timezone: str = "Europe/Paris"
+    language: str = "fr"
+    sftp: SftpSource | None = None
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def validated_with(self) -> tuple[str, str, int]:
+        """What files must share, with their import day, to be validated together: the
+        template, the time zone and the oldest order day accepted."""
+        return (self.template, self.timezone, self.max_order_age_days)
+
+
+#: The settings ``check`` uses, which has no merchant (contract section 3).
+def default_merchant(template: str) -> Merchant:
+    return Merchant(merchant_id="check", template=template)
+
+
+@dataclass(frozen=True)
+class MerchantsFile:
+    """The merchants file as read: the merchants that are right, and what is wrong with the others.
+
+    One merchant's mistake must not stop the other merchants' files (contract section 6).
+    """
+
+    merchants: dict[str, Merchant]
+    problems: dict[str, str]
+
+
+#: The last file read at each path: the sha256 of its bytes, and what was read from them.
+_last_read: dict[Path, tuple[bytes, MerchantsFile]] = {}
+
+
+def read_merchants(path: Path) -> MerchantsFile:
+    """Read the file; a merchant with a wrong key goes to ``problems``, naming merchant and key.
+
+    A file that cannot be read at all raises ConfigError. Every task of a day reads the whole
+    file to find its merchant (at 10,000 merchants a parse takes about 1 s with libyaml, 3.3 s
+    without: ``benchmarks/bench_merchants.py``), so its bytes are read each time but parsed
+    again only when they changed; a Celery worker parses it when it starts and after each
+    change, before the tasks it forks (``review_ingest.tasks.preload``). Each caller gets its own
+    dicts.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ConfigError(f"merchants file not found: {path}") from exc
+    digest = hashlib.sha256(data).digest()
+    last = _last_read.get(path)
+    if last is None or last[0] != digest:
+        last = _last_read[path] = (digest, _parse(path, data.decode("utf-8")))
+    read = last[1]
+    return MerchantsFile(merchants=dict(read.merchants), problems=dict(read.problems))
+
+
+def _parse(path: Path, text: str) -> MerchantsFile:
+    try:
+        doc = yaml.load(text, Loader=YAML_LOADER) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"merchants file {path} is not valid YAML: {exc}") from exc
+    entries = doc.get("merchants") if isinstance(doc, dict) else None
+    if not isinstance(entries, dict):
+        raise ConfigError(f"merchants file {path}: a top-level 'merchants:' mapping is required")
+    merchants: dict[str, Merchant] = {}
+    problems: dict[str, str] = {}
+    for mid, entry in entries.items():
+        try:
+            merchants[str(mid)] = parse_merchant(str(mid), entry)
+        except ConfigError as exc:
+            problems[str(mid)] = str(exc)
+    return MerchantsFile(merchants=merchants, problems=problems)
+
+
+def load_merchants(path: Path) -> dict[str, Merchant]:
+    """Every merchant of the file, or ConfigError for the first one that is wrong."""
+    read = read_merchants(path)
+    if read.problems:
+        raise ConfigError(next(iter(read.problems.values())))
+    return read.merchants
+
+
+def parse_merchant(merchant_id: str, entry: Any) -> Merchant:
+    if not MERCHANT_ID.match(merchant_id):
+        raise ConfigError(
+            f"merchant {merchant_id!r}: the id must match ^[a-z0-9][a-z0-9_-]{{0,63}}$"
+        )
+    if not isinstance(entry, dict):
+        raise ConfigError(f"merchant {merchant_id!r}: expected a mapping of settings")
+    known = {
+        "template",
+        "default_delay",
+        "default_delay_product",
+        "max_order_age_days",
+        "timezone",
+        "language",
+        "sftp",
+    }
+    for key in entry:
+        if key not in known:
+            raise ConfigError(f"merchant {merchant_id!r}: unknown key {key!r}")
+    template = entry.get("template")
+    if template not in TEMPLATES:
+        raise ConfigError(
+            f"merchant {merchant_id!r}: key 'template' must be one of "
+            f"{', '.join(TEMPLATES)} (got {template!r})"
+        )
+    values: dict[str, Any] = {"merchant_id": merchant_id, "template": template}
+    for key, low, high in (
+        ("default_delay", 0, 30),
+        ("default_delay_product", 0, 30),
+        ("max_order_age_days", 1, 3660),
+    ):
+        if key in entry:
+            values[key] = _int_between(merchant_id, key, entry[key], low, high)
+    if "timezone" in entry:
+        values["timezone"] = _timezone(merchant_id, entry["timezone"])
+    if "language" in entry:
+        lang = str(entry["language"]).lower()
+        if not _LANGUAGE.match(lang):
+            raise ConfigError(f"merchant {merchant_id!r}: key 'language' must be an ISO 639-1 code")
+        values["language"] = lang
+    if entry.get("sftp") is not None:
+        values["sftp"] = _sftp(merchant_id, entry["sftp"])
+    return Merchant(**values)
+
+
+def _int_between(merchant_id: str, key: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(
+            f"merchant {merchant_id!r}: key {key!r} must be a whole number from {low} to {high}"
+        )
+    return value
+
+
+def _timezone(merchant_id: str, value: Any) -> str:
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(
+            f"merchant {merchant_id!r}: key 'timezone' is not a known time zone"
+        ) from exc
+    return str(value)
+
+
+def _sftp(merchant_id: str, value: Any) -> SftpSource:
+    if not isinstance(value, dict) or not value.get("conn_id") or not value.get("root"):
+        raise ConfigError(f"merchant {merchant_id!r}: key 'sftp' needs 'conn_id' and 'root'")
+    root = str(value["root"])
+    if not root.startswith("/") or ".." in root.split("/"):
+        raise ConfigError(f"merchant {merchant_id!r}: key 'sftp.root' must be an absolute path")
+    return SftpSource(conn_id=str(value["conn_id"]), root=root)

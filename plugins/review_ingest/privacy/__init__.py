@@ -1,0 +1,1 @@
+"""Personal data (contract section 11): addresses, retention, erasure, opt-out."""

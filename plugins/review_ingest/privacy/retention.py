@@ -1,0 +1,241 @@
+"""Retention (contract section 11): personal data is kept ``$REVIEW_INGEST_RETENTION_DAYS``.
+
+Past that, measured from a request's ``scheduled_at`` or a stored file's modification time:
+
+- ``review_requests`` rows lose ``email``, ``firstname`` and ``lastname``; the row stays, so its
+  ``order_ref`` still proves the order was imported. This runs in batches of
+  ``PURGE_BATCH_ROWS``, one transaction each: a large table is never locked by one giant
+  transaction, and a purge interrupted half way is simply run again;
+- stored order files under ``<data>/processed/`` and ``<data>/rejected/`` are deleted;
+- on each SFTP merchant's server, the order files in ``orders/processed/`` and
+  ``orders/rejected/`` are deleted (their ``.report.json`` and ``.errors.csv`` stay: like the
+  local reports, ``imports`` and ``import_errors``, they hold no e-mail or name).
+
+One merchant's failure never stops the others: each is tried, then the failures are named.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import stat
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import ColumnElement, Engine, func, or_, select, update
+
+from review_ingest.core.merchants import Merchant
+from review_ingest.errors import describe
+from review_ingest.sources import folders
+from review_ingest.store.models import ReviewRequestRow
+
+if TYPE_CHECKING:
+    from paramiko import SFTPAttributes, SFTPClient
+
+
+log = logging.getLogger(__name__)
+
+
+#: Requests anonymised per transaction.
+PURGE_BATCH_ROWS = 5000
+
+
+class PurgeFailed(RuntimeError):
+    """Part of a purge failed (named in the message); everything else was purged."""
+
+
+@dataclass
+class FilesPurged:
+    """Files deleted (or, in a dry run, that would be), by merchant, and who failed."""
+
+    deleted: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.deleted.values())
+
+
+def cutoff(now: dt.datetime, days: int) -> dt.datetime:
+    """Personal data older than this goes."""
+    return now - dt.timedelta(days=days)
+
+
+def purge_requests(
+    engine: Engine,
+    before: dt.datetime,
+    *,
+    dry_run: bool = False,
+    batch_rows: int = PURGE_BATCH_ROWS,
+) -> int:
+    """Null the person's fields of every request scheduled before ``before``; return how many
+    rows changed (or would). Each batch commits on its own, walking the table by request_id."""
+    if dry_run:
+        with engine.connect() as connection:
+            query = select(func.count()).select_from(ReviewRequestRow)
+            return connection.scalar(query.where(*_personal_before(before))) or 0
+    done, last = 0, -1
+    while ids := _anonymise_batch(engine, before, last, batch_rows):
+        done, last = done + len(ids), ids[-1]
+        log.info("retention: %d request(s) anonymised so far", done)
+    return done
+
+
+def _anonymise_batch(engine: Engine, before: dt.datetime, after_id: int, rows: int) -> list[int]:
+    """One transaction: the next ``rows`` requests to anonymise after ``after_id``; their ids."""
+    with engine.begin() as connection:
+        ids = list(
+            connection.scalars(
+                select(ReviewRequestRow.request_id)
+                .where(*_personal_before(before), ReviewRequestRow.request_id > after_id)
+                .order_by(ReviewRequestRow.request_id)
+                .limit(rows)
+            )
+        )
+        if ids:
+            connection.execute(
+                update(ReviewRequestRow)
+                .where(ReviewRequestRow.request_id.in_(ids))
+                .values(email=None, firstname=None, lastname=None)
+            )
+    return ids
+
+
+def _personal_before(before: dt.datetime) -> tuple[ColumnElement[bool], ...]:
+    """Requests scheduled before ``before`` that still hold some of the person's data."""
+    return ReviewRequestRow.scheduled_at < before, or_(
+        ReviewRequestRow.email.is_not(None),
+        ReviewRequestRow.firstname.is_not(None),
+        ReviewRequestRow.lastname.is_not(None),
+    )
+
+
+def purge_local_files(data_dir: Path, before: dt.datetime, *, dry_run: bool = False) -> FilesPurged:
+    """Delete the stored order files last modified before ``before``, merchant by merchant."""
+    result = FilesPurged()
+    limit = before.timestamp()
+    for merchant_id, path in folders.stored_files(data_dir):
+        if merchant_id in result.failures:
+            continue
+        result.deleted.setdefault(merchant_id, 0)
+        try:
+            if path.stat().st_mtime >= limit:
+                continue
+            if not dry_run:
+                path.unlink(missing_ok=True)
+        except OSError as exc:
+            result.failures[merchant_id] = f"{path.relative_to(data_dir)}: {exc.strerror or exc}"
+            continue
+        result.deleted[merchant_id] += 1
+    return result
+
+
+def purge_sftp(merchant: Merchant, before: dt.datetime, *, dry_run: bool = False) -> int:
+    """Delete the merchant's order files in ``orders/processed/`` and ``orders/rejected/`` on its
+    SFTP server last modified before ``before``; return how many (or would be)."""
+    from review_ingest.sources import sftp
+
+    if merchant.sftp is None:
+        return 0
+    inbox = merchant.sftp.inbox
+    deleted = 0
+    with sftp.connect(merchant.sftp.conn_id) as client:
+        for outcome in sftp.OUTCOMES:
+            folder = f"{inbox.rstrip('/')}/{outcome}"
+            for entry in _remote_files(client, folder):
+                if not _is_order_copy(entry) or entry.st_mtime >= before.timestamp():
+                    continue
+                if not dry_run:
+                    _remove(client, folder, entry.filename)
+                deleted += 1
+    log.info(
+        "retention: merchant %s: %d file(s) %s on its SFTP server",
+        merchant.merchant_id,
+        deleted,
+        "would be deleted" if dry_run else "deleted",
+    )
+    return deleted
+
+
+def _remote_files(client: SFTPClient, folder: str) -> list[SFTPAttributes]:
+    """The regular files of ``folder``; none when the folder does not exist (yet)."""
+    from review_ingest.sources.sftp import TransportError
+
+    try:
+        entries = client.listdir_attr(folder)
+    except FileNotFoundError:
+        return []
+    except Exception as exc:
+        raise TransportError(f"SFTP folder {folder}: cannot list: {exc}") from exc
+    return [e for e in entries if e.st_mode is not None and stat.S_ISREG(e.st_mode)]
+
+
+def _is_order_copy(entry: SFTPAttributes) -> bool:
+    """An order file, not one of its reports nor a report being written (hidden name)."""
+    from review_ingest.sources.sftp import ERRORS_SUFFIX, REPORT_SUFFIX
+
+    name = entry.filename
+    return (
+        entry.st_mtime is not None
+        and not name.startswith(".")
+        and not name.endswith((REPORT_SUFFIX, ERRORS_SUFFIX))
+    )
+
+
+def _remove(client: SFTPClient, folder: str, name: str) -> None:
+    from review_ingest.sources.sftp import TransportError
+
+    try:
+        client.remove(f"{folder}/{name}")
+    except FileNotFoundError:
+        return  # gone already: another purge got there first
+    except Exception as exc:
+        raise TransportError(f"SFTP folder {folder}: cannot delete {name!r}: {exc}") from exc
+
+
+@dataclass
+class Purge:
+    """What one purge did (or, in a dry run, would do): counts only, never a person's data."""
+
+    dry_run: bool
+    retention_days: int
+    cutoff: str
+    requests_anonymised: int = 0
+    files_deleted: int = 0
+    sftp_files_deleted: dict[str, int] = field(default_factory=dict)
+    #: What failed, by part (``warehouse``, ``files/<merchant>``, ``sftp/<merchant>``).
+    failures: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"command": "purge", **asdict(self)}
+
+
+def purge(
+    engine: Engine,
+    data_dir: Path,
+    merchants: dict[str, Merchant],
+    now: dt.datetime,
+    days: int,
+    *,
+    dry_run: bool = False,
+) -> Purge:
+    """``review-ingest purge``: the warehouse, the data folder, then each SFTP merchant; a part
+    that fails is named in ``failures`` and the others still run."""
+    before = cutoff(now, days)
+    result = Purge(dry_run, days, before.isoformat())
+    try:
+        result.requests_anonymised = purge_requests(engine, before, dry_run=dry_run)
+    except Exception as exc:  # the files and the other servers are still worth purging
+        result.failures["warehouse"] = describe(exc)
+    files = purge_local_files(data_dir, before, dry_run=dry_run)
+    result.files_deleted = files.total
+    result.failures.update({f"files/{m}": why for m, why in files.failures.items()})
+    for merchant_id, merchant in sorted(merchants.items()):
+        if merchant.sftp is None:
+            continue
+        try:
+            result.sftp_files_deleted[merchant_id] = purge_sftp(merchant, before, dry_run=dry_run)
+        except Exception as exc:
+            result.failures[f"sftp/{merchant_id}"] = describe(exc)
+    return result

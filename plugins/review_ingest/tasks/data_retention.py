@@ -1,0 +1,96 @@
+"""The tasks of ``review_data_retention``: each part of the purge (``privacy.retention``) as a
+task, and the run's totals.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from review_ingest.errors import describe
+from review_ingest.privacy.retention import (
+    PurgeFailed,
+    cutoff,
+    purge_local_files,
+    purge_requests,
+    purge_sftp,
+)
+
+log = logging.getLogger(__name__)
+
+
+def start(now: dt.datetime | None = None) -> str:
+    """The run's cutoff, once for all its tasks (ISO 8601): a configuration error fails here."""
+    from review_ingest import settings
+
+    return cutoff(now or dt.datetime.now(dt.UTC), settings.retention_days()).isoformat()
+
+
+def requests_task(before: str, warehouse_url: str) -> int:
+    from review_ingest.store import warehouse
+
+    engine = warehouse.engine_for(warehouse_url)
+    warehouse.migrate(engine)
+    return purge_requests(engine, dt.datetime.fromisoformat(before))
+
+
+def files_task(before: str) -> dict[str, int]:
+    """Every merchant's folders are purged; then the ones that failed are named."""
+    from review_ingest import settings
+
+    result = purge_local_files(settings.data_dir(), dt.datetime.fromisoformat(before))
+    if result.failures:
+        named = "; ".join(f"merchant {m}: {why}" for m, why in sorted(result.failures.items()))
+        raise PurgeFailed(f"stored files could not all be purged: {named} (the others were)")
+    return result.deleted
+
+
+def sftp_task(merchant_ids: list[str], before: str) -> dict[str, int]:
+    """Each merchant's SFTP server purged, by merchant id; one that fails never stops the others,
+    and is named after them (``runs.raise_failures``)."""
+    from review_ingest import settings
+    from review_ingest.core.merchants import read_merchants
+    from review_ingest.errors import ConfigError
+    from review_ingest.pipeline.failures import raise_failures
+
+    merchants = read_merchants(settings.merchants_file()).merchants
+    deleted: dict[str, int] = {}
+    failures: dict[str, Exception] = {}
+    for merchant_id in merchant_ids:
+        merchant = merchants.get(merchant_id)
+        try:
+            if merchant is None or merchant.sftp is None:
+                raise ConfigError(
+                    f"merchant {merchant_id!r} has no sftp block in the merchants file"
+                )
+            deleted[merchant_id] = purge_sftp(merchant, dt.datetime.fromisoformat(before))
+        except Exception as exc:  # noqa: BLE001 - the other merchants are still purged
+            log.error("retention: merchant %s: %s", merchant_id, describe(exc))
+            failures[merchant_id] = exc
+    raise_failures(failures, PurgeFailed)
+    return deleted
+
+
+def summarize_purge(
+    before: str,
+    requests: int | None,
+    files: dict[str, int] | None,
+    sftp_groups: list[list[str]],
+    sftp_deleted: list[dict[str, int] | None],
+) -> dict[str, object]:
+    """The run's totals; fails, after the others are done, naming what did not purge (the
+    merchants of an ``sftp_task`` that failed)."""
+    done = {m: n for part in sftp_deleted or [] if part for m, n in part.items()}
+    failed = [name for name, value in (("warehouse", requests), ("files", files)) if value is None]
+    failed += [f"sftp/{m}" for group in sftp_groups for m in group if m not in done]
+    totals: dict[str, object] = {
+        "cutoff": before,
+        "requests_anonymised": requests or 0,
+        "files_deleted": sum((files or {}).values()),
+        "sftp_files_deleted": done,
+        "failed": failed,
+    }
+    log.info("retention totals: %s", totals)
+    if failed:
+        raise PurgeFailed(f"retention: {', '.join(failed)} failed (see their tasks)")
+    return totals

@@ -1,0 +1,149 @@
+"""The package's import graph, read from the source: its layers, imports that reach up, cycles.
+
+Every import counts, at module level or inside a function (a lazy import still ties two modules
+together). ``python -m tests.kit.import_graph`` prints the summary the README quotes.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE = "review_ingest"
+PACKAGE_DIR = Path(__file__).resolve().parents[2] / "plugins" / PACKAGE
+
+#: Lowest first. A module may import its own sub-package and any lower layer; nothing above,
+#: nothing beside (``store``, ``quality`` and ``sources`` do not know each other).
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("errors",),
+    ("settings",),
+    ("core",),
+    ("store", "quality", "sources"),
+    ("privacy",),
+    ("pipeline",),
+    ("tasks", "web"),
+    ("cli",),
+)
+
+
+@dataclass(frozen=True)
+class Graph:
+    modules: tuple[str, ...]
+    edges: frozenset[tuple[str, str]]
+
+    def part(self, module: str) -> str:
+        """``review_ingest.core.reading`` -> ``core``; ``review_ingest.cli`` -> ``cli``."""
+        return module.split(".")[1] if module != PACKAGE else PACKAGE
+
+    def layer(self, module: str) -> int:
+        part = self.part(module)
+        for rank, parts in enumerate(LAYERS):
+            if part in parts:
+                return rank
+        raise KeyError(f"{module}: its sub-package {part!r} has no layer")
+
+    def wrong_way(self) -> list[tuple[str, str]]:
+        """Imports that reach up a layer, or across to a sibling sub-package of the same layer."""
+        return sorted(
+            (a, b)
+            for a, b in self.edges
+            if self.part(a) != self.part(b) and self.layer(b) >= self.layer(a)
+        )
+
+    def cycles(self) -> list[list[str]]:
+        """Groups of modules that import each other, directly or not (Tarjan's SCC)."""
+        succ: dict[str, list[str]] = defaultdict(list)
+        for a, b in self.edges:
+            succ[a].append(b)
+        index: dict[str, int] = {}
+        low: dict[str, int] = {}
+        stack: list[str] = []
+        found: list[list[str]] = []
+
+        def visit(node: str) -> None:
+            index[node] = low[node] = len(index)
+            stack.append(node)
+            for nxt in succ[node]:
+                if nxt not in index:
+                    visit(nxt)
+                    low[node] = min(low[node], low[nxt])
+                elif nxt in stack:
+                    low[node] = min(low[node], index[nxt])
+            if low[node] == index[node]:
+                group = []
+                while True:
+                    top = stack.pop()
+                    group.append(top)
+                    if top == node:
+                        break
+                if len(group) > 1:
+                    found.append(sorted(group))
+
+        for module in self.modules:
+            if module not in index:
+                visit(module)
+        return found
+
+    def per_layer(self) -> dict[str, int]:
+        counts: dict[str, int] = defaultdict(int)
+        packages = {m.rsplit(".", 1)[0] for m in self.modules}
+        for module in self.modules:
+            if module not in packages:
+                counts[self.part(module)] += 1
+        return dict(counts)
+
+
+def module_name(path: Path, root: Path = PACKAGE_DIR) -> str:
+    parts = path.relative_to(root.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def read_graph(root: Path = PACKAGE_DIR) -> Graph:
+    """Every module of the package and the package modules it imports."""
+    paths = sorted(p for p in root.rglob("*.py") if "static" not in p.parts)
+    modules = {module_name(p, root): p for p in paths}
+    edges: set[tuple[str, str]] = set()
+    for name, path in modules.items():
+        for target in _imports(path, name, modules):
+            if target != name:
+                edges.add((name, target))
+    return Graph(tuple(sorted(modules)), frozenset(edges))
+
+
+def _imports(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
+    """The package modules ``path`` imports: ``from a.b import c`` is ``a.b.c`` when that is
+    a module, else ``a.b``."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith(PACKAGE))
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            base = node.module
+            if node.level:
+                base = ".".join(name.split(".")[: -node.level] + [node.module])
+            if not base.startswith(PACKAGE):
+                continue
+            for alias in node.names:
+                child = f"{base}.{alias.name}"
+                found.add(child if child in modules else base)
+    return {m for m in found if m in modules}
+
+
+def summary(graph: Graph) -> str:
+    layers = " < ".join(
+        " | ".join(f"{p} ({graph.per_layer().get(p, 1)})" for p in parts) for parts in LAYERS
+    )
+    lines = [f"modules: {len(graph.modules)}; layers, lowest first: {layers}"]
+    wrong = graph.wrong_way()
+    lines.append(f"imports that reach up or across: {len(wrong)}")
+    lines += [f"  {a} -> {b}" for a, b in wrong]
+    cycles = graph.cycles()
+    lines.append(f"cycles: {len(cycles)}")
+    lines += ["  " + " <-> ".join(group) for group in cycles]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(summary(read_graph()))
