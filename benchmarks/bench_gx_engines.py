@@ -43,8 +43,7 @@ from review_ingest.core.merchants import Merchant, default_merchant
 from review_ingest.core.outcomes import RowError
 from review_ingest.core.reading import read_file
 from review_ingest.core.template_columns import TEMPLATES, Template
-from review_ingest.quality import validation
-from review_ingest.quality.gx_compat import lean_import
+from review_ingest.quality import gx_compat, validation
 from review_ingest.quality.suites import suite_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +70,7 @@ class SqlEngine:
 
     def __init__(self, context: Any, url: str, template: Template):
         """In ``context``, the pipeline's own (``Validation.context``), beside its pandas source."""
-        gx = lean_import.load()
+        gx = gx_compat.load()
         self.libpq = url.replace("postgresql+psycopg", "postgresql")
         saved = json.loads(suite_path(template.id).read_text("utf-8"))
         saved["name"] = f"{template.id}_on_sql"  # the pandas engine's suite keeps the id

@@ -37,9 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("merchant", nargs="?")
     parser.add_argument("--imports-only", action="store_true")
     args = parser.parse_args(argv)
-    from review_ingest.quality.gx_compat import lean_import
+    from review_ingest.quality import gx_compat
 
-    lean_import.load()  # as the command's Validation does
+    gx_compat.load()  # as the command's Validation does
     for name in PROJECT_MODULES:
         importlib.import_module(name)
     if args.imports_only:

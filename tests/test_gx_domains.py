@@ -1,6 +1,7 @@
-"""``gx_domains``: inside ``narrowed()`` a plain column domain's frame is that column, with the
-frame's index; any other domain, outside the block or on another thread, gets the frame as
-Great Expectations makes it. ``test_gx_memo`` holds every row rule's results equal with it."""
+"""``gx_compat.column_domains``: inside ``narrowed()`` a plain column domain's frame is that
+column, with the frame's index; any other domain, outside the block or on another thread, gets
+the frame as Great Expectations makes it. ``test_gx_memo`` holds every row rule's results equal
+with it."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from typing import Any
 
 import pytest
 
-from review_ingest.quality.gx_compat import column_domains, lean_import
+from review_ingest.quality import gx_compat
+from review_ingest.quality.gx_compat import column_domains
 
 
 @pytest.fixture
 def engine() -> Any:
-    lean_import.load()
+    gx_compat.load()
     import pandas as pd
     from great_expectations.execution_engine.pandas_batch_data import PandasBatchData
     from great_expectations.execution_engine.pandas_execution_engine import (

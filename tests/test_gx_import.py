@@ -1,7 +1,8 @@
-"""``gx_import``: Great Expectations loaded without ``scipy.stats`` and ``altair`` validates every
-template's rows and builds their Data Docs as it does with them, never loading them; the
-stand-ins turn into the real modules the moment something reads from them; batches get no
-fingerprint. Each case runs in a fresh interpreter, as a command or a worker starts.
+"""``gx_compat.lean_import``: Great Expectations loaded without ``scipy.stats`` and ``altair``
+validates every template's rows and builds their Data Docs as it does with them, never loading
+them; the stand-ins turn into the real modules the moment something reads from them; batches
+get no fingerprint (``gx_compat.batch_fingerprint``). Each case runs in a fresh interpreter, as
+a command or a worker starts.
 """
 
 from __future__ import annotations
@@ -107,9 +108,9 @@ FINGERPRINT = """
 import json
 import pandas as pd
 import great_expectations as gx
-from review_ingest.quality.gx_compat import lean_import
+from review_ingest.quality import gx_compat
 if {loaded}:
-    lean_import.load()
+    gx_compat.load()
 batch = (
     gx.get_context(mode="ephemeral").data_sources.add_pandas("p").add_dataframe_asset("a")
     .add_batch_definition_whole_dataframe("b")

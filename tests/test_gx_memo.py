@@ -1,5 +1,6 @@
-"""``gx_memo``: Great Expectations' results are the same with its memos (and with
-``column_domains.narrowed``, as ``check_files`` validates) as without them, for every row rule of
+"""``gx_compat.memo`` and ``gx_compat.pandas_null_masks``: Great Expectations' results are the
+same with their memos (and with ``column_domains.narrowed``, as ``check_files`` validates) as
+without them, for every row rule of
 every template, one file or several; the memo lives only inside its block, on its own thread.
 Real suites, real validations.
 """
@@ -15,9 +16,17 @@ import pytest
 from review_ingest.core.merchants import default_merchant
 from review_ingest.core.reading import read_file
 from review_ingest.core.template_columns import TEMPLATES
-from review_ingest.quality.gx_compat import column_domains, memo
+from review_ingest.quality import gx_compat
+from review_ingest.quality.gx_compat import memo, pandas_null_masks
 from review_ingest.quality.validation import RESULT_FORMAT, FileRows, Validation, build_frame
 from tests import test_row_rules
+
+
+@pytest.fixture(scope="module", autouse=True)
+def patched() -> None:
+    """Great Expectations loaded and patched, as a ``Validation`` does."""
+    gx_compat.load()
+    assert all(patch._patch.installed for patch in gx_compat.PATCHES)
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +35,10 @@ def validation() -> Validation:
 
 
 def validate(
-    validation: Validation, template_id: str, files: int, *, memo: bool = False
+    validation: Validation, template_id: str, files: int, *, patched: bool = False
 ) -> dict[str, Any]:
     """The suite's result on ``files`` copies of the template's row-rules file, as JSON; with
-    ``memo`` inside ``memo.memoized`` given the frame and ``column_domains.narrowed``, as
-    ``check_files`` validates."""
+    ``patched`` inside ``gx_compat.validating`` given the frame, as ``check_files`` validates."""
     template = TEMPLATES[template_id]
     merchant = default_merchant(template_id)
     records = read_file(test_row_rules.DATA[template_id], template).records
@@ -40,9 +48,8 @@ def validate(
     batch = definition.batch_definition.get_batch(batch_parameters={"dataframe": frame})
     as_of = test_row_rules.AS_OF.toordinal()
     with contextlib.ExitStack() as blocks:
-        if memo:
-            blocks.enter_context(memo.memoized(frame))
-            blocks.enter_context(column_domains.narrowed())
+        if patched:
+            blocks.enter_context(gx_compat.validating(frame))
         result = batch.validate(
             definition.suite,
             result_format=RESULT_FORMAT,
@@ -59,7 +66,7 @@ def validate(
 @pytest.mark.parametrize("files", [1, 3])
 @pytest.mark.parametrize("template_id", sorted(TEMPLATES))
 def test_results_are_the_same_with_the_memo_and_without(validation, template_id, files):
-    memoized = validate(validation, template_id, files, memo=True)
+    memoized = validate(validation, template_id, files, patched=True)
     plain = validate(validation, template_id, files)
     assert memoized == plain
     # The file breaks the template's rules: the comparison covers failing rows.
@@ -135,7 +142,7 @@ def test_metric_ids_are_those_great_expectations_computes(validation, monkeypatc
         seen.append((dict(self.metric_value_kwargs), self.id.metric_value_kwargs_id))
 
     monkeypatch.setattr(MetricConfiguration, "__init__", recording)
-    validate(validation, "website_products", 3, memo=True)
+    validate(validation, "website_products", 3, patched=True)
     assert len(seen) > 1000
     assert all(IDDict(kwargs).to_id() == found for kwargs, found in seen)
 
@@ -169,17 +176,17 @@ def test_a_null_mask_of_the_frame_is_computed_once_and_handed_out_as_a_copy():
     text = pd.StringDtype("python", na_value=float("nan"))
     frame = pd.DataFrame({"a": ["x", None, "y"], "b": ["1", "2", None]}).astype(text)
     other = pd.array(["z", None], dtype=text)
-    with memo.memoized(frame):
+    with pandas_null_masks.memoized(frame):
         first = frame["a"].isna().to_numpy()
         mask = frame["a"].array.isna()
         mask[:] = True  # a caller's copy: the next one is unchanged
         assert frame["a"].array.isna().tolist() == [False, True, False]
         assert frame["b"].notnull().tolist() == [True, True, False]
         assert other.isna().tolist() == [False, True]  # not of the frame: computed
-        stored = [entry[1] for entry in memo._local.masks.values()]
+        stored = [entry[1] for entry in pandas_null_masks._local.masks.values()]
         assert all(isinstance(m, np.ndarray) for m in stored) and len(stored) == 2
     assert first.tolist() == [False, True, False]
-    assert memo._local.masks is None
+    assert pandas_null_masks._local.masks is None
 
 
 def test_a_validation_computes_each_null_mask_of_its_frame_once(validation, monkeypatch):
@@ -197,7 +204,7 @@ def test_a_validation_computes_each_null_mask_of_its_frame_once(validation, monk
     validate(validation, "website_products", 3)
     without = len(computed)
     computed.clear()
-    validate(validation, "website_products", 3, memo=True)
+    validate(validation, "website_products", 3, patched=True)
     columns = len(TEMPLATES["website_products"].columns)
     assert without > 5 * columns
     assert len(computed) <= without - 4 * columns

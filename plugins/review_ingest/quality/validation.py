@@ -7,7 +7,7 @@ batch for all of its files.
 
 ``check_files`` runs a suite once over several files: the frame is indexed by (file, line), the
 file being its import id, and each failing row goes back to its file. A run costs 0.1-0.2 s
-whatever its rows (the metric graph; ``gx_memo`` halved it), so small files are validated
+whatever its rows (the metric graph; ``gx_compat.memo`` halved it), so small files are validated
 together; one page of the Data Docs then shows them all, and names each file and its import.
 
 Results use the COMPLETE format with ``exclude_unexpected_values``: failing rows come back as
@@ -33,8 +33,7 @@ from review_ingest.core import rules
 from review_ingest.core.merchants import Merchant
 from review_ingest.core.outcomes import Record, RowError
 from review_ingest.core.template_columns import Template
-from review_ingest.quality import data_docs
-from review_ingest.quality.gx_compat import column_domains, lean_import, memo
+from review_ingest.quality import data_docs, gx_compat
 from review_ingest.quality.suites import suite_path
 from review_ingest.settings import EXPECTATIONS_DIR
 
@@ -97,7 +96,7 @@ class Validation:
         quiet_gx_logs()
         preloaded = "great_expectations" in sys.modules
         started = time.perf_counter()
-        gx = lean_import.load()
+        gx = gx_compat.load()
 
         if preloaded:
             log.info("Great Expectations: already loaded in this process")
@@ -184,7 +183,7 @@ class Validation:
         definition = self._definition(template.id)
         frame = build_frame(files, template, merchant)
         batch = definition.batch_definition.get_batch(batch_parameters={"dataframe": frame})
-        with memo.memoized(frame), column_domains.narrowed():
+        with gx_compat.validating(frame):
             result = batch.validate(
                 definition.suite,
                 result_format=RESULT_FORMAT,

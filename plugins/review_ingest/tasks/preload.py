@@ -31,7 +31,7 @@ from celery.signals import task_prerun
 from review_ingest import settings
 from review_ingest.core.merchants import read_merchants
 from review_ingest.errors import ConfigError
-from review_ingest.quality.gx_compat import lean_import
+from review_ingest.quality import gx_compat
 from review_ingest.quality.validation import quiet_gx_logs
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def load() -> None:
     """Import ``MODULES`` (Great Expectations' import-time log lines kept quiet), then parse
     the merchants file if it can be (a task that finds it wrong says so, naming the key)."""
     quiet_gx_logs()
-    lean_import.load()
+    gx_compat.load()
     for name in MODULES:
         importlib.import_module(name)
     parse_merchants()

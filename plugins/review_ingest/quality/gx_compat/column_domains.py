@@ -1,16 +1,16 @@
 """A column's metrics get a frame of that column, not the whole validation frame.
 
-For a column's metric, Great Expectations' pandas engine hands over the whole frame
-(``get_domain_records``), and the map metrics filter it row-wise at least twice (the column's
-nulls, then its failing rows): every column of the frame and its index are copied each time,
-about 80 times per validation. Inside ``narrowed()`` the frame of a plain column domain (a
-column of the batch, without row condition) is that column alone, with the frame's index: all
-such a metric reads. ``check`` of the valid 5 MB file: the validation took 1.41-1.62 s with the
-whole frame and 1.02-1.27 s with the column (one process, alternating).
+Upstream (Great Expectations 1.24.1): ``PandasExecutionEngine.get_domain_records`` hands a
+column's metric the whole batch frame, and the map metrics filter it row-wise (the column's
+nulls, then its failing rows), copying every column of the frame and its index each time.
 
-The block belongs to its thread and ends with it, as ``gx_memo``'s does;
-``tests/test_gx_memo.py`` holds the results of every row rule of every template equal inside
-both blocks and outside.
+Why: those copies are a large part of a big file's validation, for one column's values. Inside
+``narrowed()`` the frame of a plain column domain (a column of the batch, without row
+condition) is that column alone, with the frame's index: all such a metric reads. Any other
+domain (a row condition, the table, column pairs) gets the frame as Great Expectations makes
+it. The block belongs to the thread that entered it and ends with it.
+
+It can go when Great Expectations' pandas engine gives a column domain that column only.
 """
 
 from __future__ import annotations
@@ -20,24 +20,36 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from review_ingest.quality.gx_compat import gate
+
 _local = threading.local()
-_installed = False
+_patch = gate.Patch()
 #: What a plain column domain may set; any other key set (a row condition, a table, column
 #: pairs) leaves the domain's frame as Great Expectations makes it.
 _COLUMN_DOMAIN = frozenset({"column", "batch_id"})
 
 
-def install() -> None:
-    """Route ``PandasExecutionEngine.get_domain_records`` through ``narrowed`` (idempotent;
-    imports GX)."""
-    global _installed
-    if _installed:
-        return
+def install() -> bool:
+    """Route ``PandasExecutionEngine.get_domain_records`` through ``narrowed``, on the proven
+    versions only (imports GX); whether it is."""
+    if _patch.installed or not gate.proven():
+        return _patch.installed
     from great_expectations.execution_engine.pandas_execution_engine import (
         PandasExecutionEngine,
     )
 
     records = PandasExecutionEngine.get_domain_records
+    _patch.replace(PandasExecutionEngine, "get_domain_records", _narrowing(records))
+    return True
+
+
+def uninstall() -> bool:
+    """Put Great Expectations' own ``get_domain_records`` back; whether it had been replaced."""
+    return _patch.restore()
+
+
+def _narrowing(records: Any) -> Any:
+    """``get_domain_records``, giving a plain column domain its column inside ``narrowed()``."""
 
     def get_domain_records(self: Any, domain_kwargs: dict) -> Any:
         data = records(self, domain_kwargs)
@@ -47,8 +59,7 @@ def install() -> None:
                 return data[[column]]
         return data
 
-    PandasExecutionEngine.get_domain_records = get_domain_records
-    _installed = True
+    return get_domain_records
 
 
 def _column_domain(domain_kwargs: dict) -> bool:
@@ -59,10 +70,10 @@ def _column_domain(domain_kwargs: dict) -> bool:
 
 @contextmanager
 def narrowed() -> Iterator[None]:
-    """Within the block, on this thread, a column's metrics get a frame of that column."""
-    install()
+    """Within the block, on this thread, a column's metrics get a frame of that column; without
+    the patch installed the block does nothing."""
     outer = getattr(_local, "on", False)
-    _local.on = True
+    _local.on = _patch.installed
     try:
         yield
     finally:

@@ -1,21 +1,19 @@
-"""Import Great Expectations without what the pipeline never uses.
+"""Import Great Expectations without ``scipy.stats`` and ``altair``, until something reads them.
 
-Great Expectations 1.x imports ``scipy.stats`` and ``altair`` at module level for one
-expectation and two metrics (``expect_column_kl_divergence_to_be_less_than`` and the
-Kolmogorov-Smirnov p-values), none of them in the suites of ``include/expectations``. Together
-they are about 640 modules: about 80 MB resident and 1 s in every process that validates a file
-(``benchmarks/bench_ingest.py``, peak RSS and ``check``).
+Upstream (Great Expectations 1.24.1): ``import great_expectations`` imports ``scipy.stats`` and
+``altair`` at module level, for one expectation and two metrics
+(``expect_column_kl_divergence_to_be_less_than`` and the Kolmogorov-Smirnov p-values), none of
+them in the suites of ``include/expectations``.
 
-``load()`` puts a stand-in for each in ``sys.modules`` before it imports Great Expectations: the
-real module is imported the first time anything is read from the stand-in, so an expectation
-that does use them still works, at that moment's cost. Once Great Expectations is loaded
-(a Celery worker's preload, or an earlier ``load()``), ``load()`` defers nothing.
+Why: those two packages are a large share of the memory and start-up time of every process
+that validates a file. ``load()`` puts a stand-in for each in ``sys.modules`` before it imports
+Great Expectations: the real module is imported the first time anything is read from the
+stand-in, so an expectation that does use them still works, at that moment's cost. Once Great
+Expectations is loaded (a Celery worker's preload, or an earlier ``load()``) nothing is
+deferred; on other versions than the proven ones, nothing either. Unlike the other patches it
+cannot be undone in a process: ``tests/test_gx_import.py`` compares fresh interpreters.
 
-It also turns off the fingerprint Great Expectations computes for every pandas batch
-(``hash_pandas_object`` over every cell, twice per validation as ``Batch.validate`` fetches
-the batch again): about 0.1-0.2 s per validation of a 5 MB file, for a line in the Data Docs'
-batch markers that identifies nothing a person can look up; the page names each file and its
-import, and ``imports.sha256`` identifies the file.
+It can go when Great Expectations imports ``scipy.stats`` and ``altair`` lazily itself.
 """
 
 from __future__ import annotations
@@ -24,6 +22,8 @@ import importlib
 import importlib.util
 import sys
 from types import ModuleType
+
+from review_ingest.quality.gx_compat import gate
 
 #: Imported by Great Expectations at module level, used by none of our suites' expectations.
 DEFERRED = ("scipy.stats", "altair")
@@ -44,6 +44,7 @@ class _Deferred(ModuleType):
 
 
 def _defer(name: str) -> None:
+    """Put a stand-in for module ``name`` in ``sys.modules``, unless it is loaded or missing."""
     if name in sys.modules:
         return
     spec = importlib.util.find_spec(name)
@@ -58,12 +59,11 @@ def _defer(name: str) -> None:
 
 
 def load() -> ModuleType:
-    """``great_expectations``, imported with ``DEFERRED`` left for later if it is not loaded."""
-    if "great_expectations" not in sys.modules:
+    """``great_expectations``, imported with ``DEFERRED`` left for later if it is not loaded
+    yet and its version is the proven one."""
+    if "great_expectations" not in sys.modules and gate.proven():
         for name in DEFERRED:
             _defer(name)
     import great_expectations
-    from great_expectations.execution_engine import pandas_execution_engine
 
-    pandas_execution_engine.HASH_THRESHOLD = 0  # no frame is smaller: none gets one
     return great_expectations

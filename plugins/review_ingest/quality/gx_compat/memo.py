@@ -1,32 +1,20 @@
-"""Great Expectations' expectation configurations, built once per expectation and validation.
+"""Great Expectations' expectation configurations and metric ids, each computed once per block.
 
-``Expectation.configuration`` (Great Expectations 1.x) is a property that serialises the
-expectation anew each time it is read (pydantic's ``dict()``, then a new
-``ExpectationConfiguration``), and a validation reads it about 135 times per expectation while
-it builds the metric graph: about a third of the fixed cost of a validation (0.28 -> 0.20 s for
-ten small ``website_products`` files, ``benchmarks/bench_validation.py``).
+Upstream (Great Expectations 1.24.1): ``Expectation.configuration`` is a property that
+serialises the expectation anew on each read (pydantic's ``dict()``, then a new
+``ExpectationConfiguration``), and ``IDDict.to_id`` names a metric's kwargs by an MD5 of their
+JSON dump (``convert_to_json_serializable``) on each call.
 
-Inside ``memoized()`` each expectation object's configuration is built once and handed out
-again. It is safe because a validation neither changes an expectation after making it (it makes
-them from configurations, ``to_domain_obj``) nor changes the configurations it reads (it
-``deepcopy``s those it changes); ``tests/test_gx_memo.py`` holds the results of every row rule
-equal with and without it. The memo belongs to the thread that entered it and is dropped when
-the block ends, so nothing outlives one validation and other threads read the property as
-Great Expectations wrote it.
+Why: building a validation's metric graph reads each expectation's configuration, and computes
+the id of the same few kwargs, over and over; that is most of a small batch's validation.
+Inside ``memoized()`` each expectation's configuration is built once and handed out again (a
+validation neither changes an expectation nor the configurations it reads: it ``deepcopy``s
+those it changes), and each id is computed once per distinct content, for dicts of plain values
+only, whose JSON their content alone decides. The memos belong to the thread that entered the
+block and end with it.
 
-The same block keeps the ids of metric configurations: each ``MetricConfiguration`` names its
-domain and value kwargs by ``IDDict.to_id`` (a JSON dump of them through
-``convert_to_json_serializable``, then an MD5), about 5,000 times per validation for a few
-hundred distinct dicts: a third of a small file's validation. Inside the block an id is
-computed once per distinct content, for dicts of plain values only (str, int, float, bool,
-None, and lists, tuples and str-keyed dicts of them), whose JSON their content alone decides;
-any other dict's id is computed as before.
-
-Given the validation's frame, the block also keeps the null mask of each of its text columns:
-the metrics of each expectation ask for it again (about 150 times per validation), and for a
-5 MB file each took about 3 ms (its 40,000 strings lie all over memory), a fifth of the
-validation. Each caller gets its own copy of the mask; the frame is not changed while it is
-validated (pandas' copy-on-write copies anything derived from it that is written to).
+It can go when Great Expectations builds an expectation's configuration and a metric's ids once
+per validation itself.
 """
 
 from __future__ import annotations
@@ -36,20 +24,34 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from review_ingest.quality.gx_compat import gate
+
 _local = threading.local()
-_installed = False
+_patch = gate.Patch()
 
 
-def install() -> None:
-    """Route ``Expectation.configuration`` and ``IDDict.to_id`` through the memo (idempotent;
-    imports GX)."""
-    global _installed
-    if _installed:
-        return
+def install() -> bool:
+    """Route ``Expectation.configuration`` and ``IDDict.to_id`` through the memos, on the proven
+    versions only (imports GX); whether they are."""
+    if _patch.installed or not gate.proven():
+        return _patch.installed
     from great_expectations.core.id_dict import IDDict
     from great_expectations.expectations.expectation import Expectation
 
-    built = Expectation.configuration.fget
+    upstream = Expectation.configuration
+    configuration = property(_configuration(upstream.fget), doc=upstream.__doc__)
+    _patch.replace(Expectation, "configuration", configuration)
+    _patch.replace(IDDict, "to_id", _to_id(IDDict.to_id))
+    return True
+
+
+def uninstall() -> bool:
+    """Put Great Expectations' own methods back; whether they had been replaced."""
+    return _patch.restore()
+
+
+def _configuration(built: Any) -> Any:
+    """``Expectation.configuration``'s getter, memoised inside ``memoized()``."""
 
     def configuration(expectation: Any) -> Any:
         memo: dict[int, tuple[Any, Any]] | None = getattr(_local, "memo", None)
@@ -62,7 +64,11 @@ def install() -> None:
             hit = memo[id(expectation)] = (expectation, built(expectation))
         return hit[1]
 
-    computed = IDDict.to_id
+    return configuration
+
+
+def _to_id(computed: Any) -> Any:
+    """``IDDict.to_id``, memoised inside ``memoized()`` for plain kwargs and default keys."""
 
     def to_id(self: Any, id_keys: Any = None, id_ignore_keys: Any = None) -> Any:
         ids: dict[Any, Any] | None = getattr(_local, "ids", None)
@@ -76,23 +82,7 @@ def install() -> None:
             ids[key] = computed(self)
         return ids[key]
 
-    from pandas.core.arrays.string_ import StringArray
-
-    computed_isna = StringArray.isna
-
-    def isna(array: Any) -> Any:
-        masks: dict[int, list[Any]] | None = getattr(_local, "masks", None)
-        entry = masks.get(id(array._ndarray)) if masks else None
-        if entry is None or entry[0] is not array._ndarray:
-            return computed_isna(array)
-        if entry[1] is None:
-            entry[1] = computed_isna(array)
-        return entry[1].copy()
-
-    Expectation.configuration = property(configuration, doc=Expectation.configuration.__doc__)
-    IDDict.to_id = to_id
-    StringArray.isna = isna
-    _installed = True
+    return to_id
 
 
 class NotPlain(Exception):
@@ -121,27 +111,15 @@ def plain_key(value: Any) -> Any:
 
 
 @contextmanager
-def memoized(frame: Any | None = None) -> Iterator[None]:
-    """Within the block, on this thread, each expectation's configuration is built once, each
-    plain metric kwargs' id computed once, and each null mask of a text column of ``frame``
-    (the frame being validated) computed once."""
-    install()
-    outer = getattr(_local, "memo", None)
-    if outer is None:
-        _local.memo, _local.ids, _local.masks = {}, {}, _text_columns(frame)
+def memoized() -> Iterator[None]:
+    """Within the block, on this thread, each expectation's configuration is built once and each
+    plain metric kwargs' id computed once; a nested block keeps the outer memos, and without the
+    patch installed the block does nothing."""
+    if not _patch.installed or getattr(_local, "memo", None) is not None:
+        yield
+        return
+    _local.memo, _local.ids = {}, {}
     try:
         yield
     finally:
-        if outer is None:
-            _local.memo = _local.ids = _local.masks = None
-
-
-def _text_columns(frame: Any | None) -> dict[int, list[Any]]:
-    """The values of each text column of ``frame`` (pandas' python-backed strings), by id, with
-    room for its mask; the values are held, so that no other array takes their id."""
-    if frame is None:
-        return {}
-    from pandas.core.arrays.string_ import StringArray
-
-    columns = (frame[name].array for name in frame.columns)
-    return {id(a._ndarray): [a._ndarray, None] for a in columns if type(a) is StringArray}
+        _local.memo = _local.ids = None
