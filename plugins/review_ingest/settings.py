@@ -14,9 +14,9 @@ MAX_FILE_BYTES = 5 * 1024 * 1024
 DEFAULT_MIN_FILE_AGE_SECONDS = 120
 #: At most this many files per mapped task: ``DEFAULT_BATCH_BYTES`` decides first.
 DEFAULT_BATCH_SIZE = 500
-#: Order files' bytes per mapped task: about one 5 MB file's work (3-4 s), well above what a
-#: task costs by itself (a process, a Great Expectations context, a validation and its Data Docs
-#: page: 0.5-1 s), so small files share a task and big ones get one each.
+#: Order files' bytes per mapped task: one full-size file's work, well above what a task costs
+#: by itself (a process, a Great Expectations context, a validation and its Data Docs page), so
+#: small files share a task and big ones get one each.
 DEFAULT_BATCH_BYTES = MAX_FILE_BYTES
 
 
@@ -50,7 +50,7 @@ def batch_bytes() -> int:
 
 
 #: SFTP merchants per ``collect_merchants`` task: their small files share one validation, and
-#: Airflow's own cost of a task (about 0.2 s, far more on a busy scheduler) is paid once for them.
+#: Airflow's own cost of a task (more on a busy scheduler) is paid once for them.
 DEFAULT_SFTP_MERCHANTS_PER_TASK = 10
 
 

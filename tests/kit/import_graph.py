@@ -53,38 +53,25 @@ class Graph:
         )
 
     def cycles(self) -> list[list[str]]:
-        """Groups of modules that import each other, directly or not (Tarjan's SCC)."""
-        succ: dict[str, list[str]] = defaultdict(list)
-        for a, b in self.edges:
-            succ[a].append(b)
-        index: dict[str, int] = {}
-        low: dict[str, int] = {}
-        stack: list[str] = []
-        found: list[list[str]] = []
+        """Groups of modules that import each other, directly or not."""
+        reach = {module: self._reachable(module) for module in self.modules}
+        groups = {
+            frozenset({a} | {m for m in reach[a] if a in reach[m]})
+            for a in self.modules
+            if a in reach[a]
+        }
+        return sorted(sorted(group) for group in groups)
 
-        def visit(node: str) -> None:
-            index[node] = low[node] = len(index)
-            stack.append(node)
-            for nxt in succ[node]:
-                if nxt not in index:
-                    visit(nxt)
-                    low[node] = min(low[node], low[nxt])
-                elif nxt in stack:
-                    low[node] = min(low[node], index[nxt])
-            if low[node] == index[node]:
-                group = []
-                while True:
-                    top = stack.pop()
-                    group.append(top)
-                    if top == node:
-                        break
-                if len(group) > 1:
-                    found.append(sorted(group))
-
-        for module in self.modules:
-            if module not in index:
-                visit(module)
-        return found
+    def _reachable(self, start: str) -> set[str]:
+        """Every module ``start`` imports, directly or through others."""
+        seen: set[str] = set()
+        todo = [b for a, b in self.edges if a == start]
+        while todo:
+            module = todo.pop()
+            if module not in seen:
+                seen.add(module)
+                todo.extend(b for a, b in self.edges if a == module)
+        return seen
 
     def per_layer(self) -> dict[str, int]:
         counts: dict[str, int] = defaultdict(int)

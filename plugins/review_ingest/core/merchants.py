@@ -15,7 +15,7 @@ from review_ingest.core.template_columns import TEMPLATES
 from review_ingest.errors import ConfigError
 
 MERCHANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-#: libyaml's safe loader (PyYAML's wheels carry it), else PyYAML's own, 4.7x slower.
+#: libyaml's safe loader (PyYAML's wheels carry it), else PyYAML's own, several times slower.
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _LANGUAGE = re.compile(r"^[a-z]{2}$")
 
@@ -75,12 +75,9 @@ _last_read: dict[Path, tuple[bytes, MerchantsFile]] = {}
 def read_merchants(path: Path) -> MerchantsFile:
     """Read the file; a merchant with a wrong key goes to ``problems``, naming merchant and key.
 
-    A file that cannot be read at all raises ConfigError. Every task of a day reads the whole
-    file to find its merchant (at 10,000 merchants a parse takes about 1 s with libyaml, 3.3 s
-    without: ``benchmarks/bench_merchants.py``), so its bytes are read each time but parsed
-    again only when they changed; a Celery worker parses it when it starts and after each
-    change, before the tasks it forks (``review_ingest.tasks.preload``). Each caller gets its own
-    dicts.
+    A file that cannot be read at all raises ConfigError. Every task reads the whole file to find
+    its merchant, so the bytes are parsed again only when they changed (a Celery worker parses
+    them before forking its tasks: ``review_ingest.tasks.preload``). Each caller gets its own dicts.
     """
     path = Path(path)
     try:
@@ -121,14 +118,9 @@ def load_merchants(path: Path) -> dict[str, Merchant]:
     return read.merchants
 
 
-def parse_merchant(merchant_id: str, entry: Any) -> Merchant:
-    if not MERCHANT_ID.match(merchant_id):
-        raise ConfigError(
-            f"merchant {merchant_id!r}: the id must match ^[a-z0-9][a-z0-9_-]{{0,63}}$"
-        )
-    if not isinstance(entry, dict):
-        raise ConfigError(f"merchant {merchant_id!r}: expected a mapping of settings")
-    known = {
+#: Every key a merchant's entry may hold.
+_KNOWN_KEYS = frozenset(
+    {
         "template",
         "default_delay",
         "default_delay_product",
@@ -137,36 +129,75 @@ def parse_merchant(merchant_id: str, entry: Any) -> Merchant:
         "language",
         "sftp",
     }
+)
+#: The whole-number keys and their bounds, both included.
+_BOUNDED_KEYS = (
+    ("default_delay", 0, 30),
+    ("default_delay_product", 0, 30),
+    ("max_order_age_days", 1, 3660),
+)
+
+
+def parse_merchant(merchant_id: str, entry: Any) -> Merchant:
+    """One merchant's entry, checked; ConfigError names the merchant and its first wrong key."""
+    entry = _entry(merchant_id, entry)
+    values: dict[str, Any] = {
+        "merchant_id": merchant_id,
+        "template": _template(merchant_id, entry.get("template")),
+    }
+    values.update(_optional_values(merchant_id, entry))
+    return Merchant(**values)
+
+
+def _entry(merchant_id: str, entry: Any) -> dict[str, Any]:
+    """The entry of a well-formed id, as a mapping holding known keys only."""
+    if not MERCHANT_ID.match(merchant_id):
+        raise ConfigError(
+            f"merchant {merchant_id!r}: the id must match ^[a-z0-9][a-z0-9_-]{{0,63}}$"
+        )
+    if not isinstance(entry, dict):
+        raise ConfigError(f"merchant {merchant_id!r}: expected a mapping of settings")
     for key in entry:
-        if key not in known:
+        if key not in _KNOWN_KEYS:
             raise ConfigError(f"merchant {merchant_id!r}: unknown key {key!r}")
-    template = entry.get("template")
-    if template not in TEMPLATES:
+    return entry
+
+
+def _template(merchant_id: str, value: Any) -> str:
+    """The template's name, which must be one of the contract's templates."""
+    if value not in TEMPLATES:
         raise ConfigError(
             f"merchant {merchant_id!r}: key 'template' must be one of "
-            f"{', '.join(TEMPLATES)} (got {template!r})"
+            f"{', '.join(TEMPLATES)} (got {value!r})"
         )
-    values: dict[str, Any] = {"merchant_id": merchant_id, "template": template}
-    for key, low, high in (
-        ("default_delay", 0, 30),
-        ("default_delay_product", 0, 30),
-        ("max_order_age_days", 1, 3660),
-    ):
+    return value
+
+
+def _optional_values(merchant_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """The optional keys the entry holds, checked; a missing one keeps Merchant's default."""
+    values: dict[str, Any] = {}
+    for key, low, high in _BOUNDED_KEYS:
         if key in entry:
             values[key] = _int_between(merchant_id, key, entry[key], low, high)
     if "timezone" in entry:
         values["timezone"] = _timezone(merchant_id, entry["timezone"])
     if "language" in entry:
-        lang = str(entry["language"]).lower()
-        if not _LANGUAGE.match(lang):
-            raise ConfigError(f"merchant {merchant_id!r}: key 'language' must be an ISO 639-1 code")
-        values["language"] = lang
+        values["language"] = _language(merchant_id, entry["language"])
     if entry.get("sftp") is not None:
         values["sftp"] = _sftp(merchant_id, entry["sftp"])
-    return Merchant(**values)
+    return values
+
+
+def _language(merchant_id: str, value: Any) -> str:
+    """The language as a lower-case ISO 639-1 code."""
+    lang = str(value).lower()
+    if not _LANGUAGE.match(lang):
+        raise ConfigError(f"merchant {merchant_id!r}: key 'language' must be an ISO 639-1 code")
+    return lang
 
 
 def _int_between(merchant_id: str, key: str, value: Any, low: int, high: int) -> int:
+    """A whole number (not a boolean) from ``low`` to ``high``."""
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ConfigError(
             f"merchant {merchant_id!r}: key {key!r} must be a whole number from {low} to {high}"
@@ -175,6 +206,7 @@ def _int_between(merchant_id: str, key: str, value: Any, low: int, high: int) ->
 
 
 def _timezone(merchant_id: str, value: Any) -> str:
+    """The name of a time zone the system knows."""
     try:
         ZoneInfo(str(value))
     except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -185,6 +217,7 @@ def _timezone(merchant_id: str, value: Any) -> str:
 
 
 def _sftp(merchant_id: str, value: Any) -> SftpSource:
+    """The SFTP source: a connection id and an absolute root without ``..``."""
     if not isinstance(value, dict) or not value.get("conn_id") or not value.get("root"):
         raise ConfigError(f"merchant {merchant_id!r}: key 'sftp' needs 'conn_id' and 'root'")
     root = str(value["root"])

@@ -17,10 +17,9 @@ def new_import_id(now: dt.datetime) -> str:
 class RowError:
     """One refused value of one row (``column`` is None for ``wrong_field_count``).
 
-    Its ``message`` is given, or made from the refused ``value`` by ``rules.message`` the first
-    time it is read: an all-bad 5 MB file has 300,000 errors, and ``check`` shows the messages
-    of the first thousand only (making them all was a tenth of its time). A small class with
-    slots rather than a dataclass: a frozen dataclass's ``__init__`` took three times as long.
+    Its ``message`` is given, or made from the refused ``value`` by ``rules.message`` when first
+    read: an all-bad file has hundreds of thousands of errors, and ``check`` shows the first
+    thousand only. A class with slots, as a frozen dataclass's ``__init__`` is far slower.
     """
 
     __slots__ = ("line", "column", "code", "_message", "_value")

@@ -220,8 +220,8 @@ def _data_records(
     wrong: list[RowError] = []
     width = len(columns)
     # Equal values of the file share one string (names, dates, languages, brands, bad values
-    # repeat from row to row): the records live until the file is loaded, and the all-bad
-    # 5 MB import peaked at 289 MB with a string per value, 256 MB with this.
+    # repeat from row to row): the records live until the file is loaded, so this bounds the
+    # peak memory of an import.
     same: dict[str, str] = {}
     for line_no, fields in iter_records(lines, start):
         if isinstance(fields, Unclosed):

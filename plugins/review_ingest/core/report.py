@@ -101,7 +101,8 @@ def errors_csv(outcome: Outcome) -> str:
 
 
 def write_errors_csv(outcome: Outcome, out: TextIO) -> None:
-    """``errors.csv`` row by row into ``out``: an all-bad file's 30 MB never sit in memory."""
+    """``errors.csv`` row by row into ``out``: an all-bad file's errors never sit in memory as
+    one string."""
     writer = csv.writer(out, delimiter=";", lineterminator="\n")
     writer.writerow(["line", "column", "code", "message"])
     for e in outcome.errors:

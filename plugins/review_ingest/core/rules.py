@@ -45,10 +45,8 @@ def _any_case(letters: str) -> str:
 def _language_regex(codes: frozenset[str]) -> str:
     """The codes in any case of their letters, as one regex (``[aA][aAbBeE...]|...``).
 
-    It says what the set of each code's four spellings says. As a value set, those 736
-    spellings were copied thousands of times per validation (Great Expectations rebuilds an
-    expectation's configuration for each metric key it looks up): 14 to 28 % of a validation
-    (``benchmarks/bench_validation.py``).
+    It says what a set of each code's four spellings says, but as one short string, which
+    matters: Great Expectations copies an expectation's configuration for each metric key.
     """
     seconds: dict[str, str] = {}
     for code in sorted(codes):
@@ -156,10 +154,9 @@ _LOCAL_MAX, _ADDRESS_MAX = 64, 254
 def is_valid_email(value: str) -> bool:
     """Syntax only, as ``email-validator`` judges it with no deliverability check.
 
-    A file holds thousands of addresses and few domains, and the domain is the costly part of
-    the check (IDNA, about 80 µs an address): a plain address is judged by its domain, checked
-    once per domain; any other goes to ``email-validator`` whole. A test compares both ways on
-    edge cases and random addresses.
+    A file holds thousands of addresses but few domains, and the domain (IDNA) is the costly
+    part: a plain address is judged by its domain, checked once per domain; any other goes to
+    ``email-validator`` whole. A test compares both ways.
     """
     if "@" not in value:
         return False  # the library's first check: exactly one @-sign

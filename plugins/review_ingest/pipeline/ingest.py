@@ -340,11 +340,11 @@ class Ingest:
     def validate_together(self, files: list[ClaimedFile]) -> None:
         """Validate the small files of a batch ahead of their imports, many in one run.
 
-        A validation costs 0.1-0.2 s whatever its rows: files that share a template,
-        a time zone and an oldest order day go through one, in groups of up to
-        ``TOGETHER_MAX_BYTES``. Each file's errors wait for its import (``_row_check``); a
-        file that is big, unreadable, rejected as a whole or changed since, or imported on
-        another day, is validated alone then, exactly as without this step.
+        A validation has a fixed cost whatever its rows: files that share a template, a time
+        zone and an oldest order day go through one, in groups of up to ``TOGETHER_MAX_BYTES``.
+        Each file's errors wait for its import (``_row_check``); a file that is big, unreadable,
+        rejected as a whole or changed since, or imported on another day, is validated alone
+        then, exactly as without this step.
         """
         now = dt.datetime.now(dt.UTC)
         groups: dict[tuple[Any, ...], _Group] = {}
@@ -394,7 +394,7 @@ class Ingest:
 
     def finish(self, *, index: bool = True) -> None:
         """Build the Data Docs of every validation of this batch, once; ``index=False`` when
-        the DAG run rebuilds the index after all its batches (``runs.build_docs_index``)."""
+        the DAG run rebuilds the index after all its batches (``docs_index.build_docs_index``)."""
         if self._pending_docs and self.data_docs:
             self.validation.build_docs(list(dict.fromkeys(self._pending_docs)), index=index)
         self._pending_docs = []

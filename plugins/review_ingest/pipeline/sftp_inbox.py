@@ -158,7 +158,7 @@ def record_failure(failures: dict[str, Exception], merchant_id: str, exc: Except
 def _each(
     items: list[T], label: Callable[[T], str], process: Callable[[T], Any], failed: list[str]
 ) -> list[dict[str, Any]]:
-    """``runs.each_file``, its failures added to ``failed`` instead of raised: the next step
+    """``failures.each_file``, its failures added to ``failed`` instead of raised: the next step
     of the run still goes on. A lost server (TransportError) stops the run at once."""
     try:
         return each_file(items, label, process, fatal=(sftp.TransportError,))
@@ -240,7 +240,7 @@ def recover(
 def _publisher(
     client: Any, merchant: Merchant, listed: dict[str, sftp.RemoteFile]
 ) -> Callable[[Any, claims.Claim, Outcome, bool], dict[str, Any]]:
-    """The end of an SFTP file (for ``runs.process_claim``): its reports and its move on the
+    """The end of an SFTP file (for ``claimed.process_claim``): its reports and its move on the
     server, then the local copy into ``processed/`` or ``rejected/``."""
     inbox = merchant.sftp.inbox  # type: ignore[union-attr]
 

@@ -76,13 +76,11 @@ def connect(conn_id: str) -> Iterator[SFTPClient]:
     The connection must pin the server's ``host_key`` (extra); ``no_host_key_check`` and
     ``allow_host_key_change`` are refused, so a server we do not know is never trusted.
 
-    ``SFTPHook`` reads the connection, but the SSH session is opened here: on a refused key the
-    hook leaves each attempt's session open (paramiko does not close it), so a merchant's
-    server held unauthenticated connections until its ``LoginGraceTime``, up to its
-    ``MaxStartups`` limit, and then dropped other clients' connections. Here every failed
-    attempt is closed at once. A refusal (key, password, host key) raises AccessRefused and is
-    not retried: it is a configuration error. Other failures are tried ``CONNECT_ATTEMPTS`` times,
-    3–5 s apart, then raise TransportError.
+    ``SFTPHook`` reads the connection, but the SSH session is opened here and every failed
+    attempt is closed at once: the hook leaves a refused attempt's session open until the
+    server's ``LoginGraceTime``, and past its ``MaxStartups`` the server drops other clients.
+    A refusal (key, password, host key) raises AccessRefused, never retried; other failures are
+    tried ``CONNECT_ATTEMPTS`` times, ``CONNECT_PAUSE_SECONDS`` apart, then raise TransportError.
     """
     hook = _hook(conn_id)
     where = f"SFTP connection {conn_id!r} ({hook.username}@{hook.remote_host}:{hook.port})"
@@ -330,9 +328,8 @@ def _free_name(name: str, taken: set[str]) -> str:
 
 def _taken(sftp: SFTPClient, inbox: str, name: str, folder: str) -> set[str]:
     """The names of ``folder`` that publish must avoid: none when ``name`` is free there (one
-    stat), else the folder's listing. ``processed/`` keeps a year of a merchant's files and
-    reports, which OpenSSH lists 100 entries a round trip: listing it for every file made each
-    publication slower as the merchant's history grew."""
+    stat), else the folder's listing. ``processed/`` keeps a year of a merchant's files, so
+    listing it for every file would slow each publication as the history grows."""
     if not _exists(sftp, inbox, name, _join(folder, name)):
         return set()
     return set(_listdir(sftp, inbox, name, folder))

@@ -247,10 +247,8 @@ def found_query(
     """One query of ``found`` (apart so that benchmarks can show its plan).
 
     On PostgreSQL the values go as one array parameter, ``column = ANY(:values)``, filtered with
-    a hash when the plan scans the rows ``where`` selects. A list ``IN (:p1, ... :p900)`` was
-    compared element by element with each of those rows: a merchant holding 41,000 requests took
-    50 s to look up the 40,000 order refs of a file in 45 chunks of 900, 0.14 s in one array
-    (measured by ``benchmarks/bench_warehouse.py``).
+    a hash when the plan scans the rows ``where`` selects; a list ``IN (:p1, ...)`` is compared
+    element by element with each of those rows, quadratic for a merchant with a long history.
     """
     if engine.dialect.name == "postgresql":
         matches = column == any_(bindparam("values", list(values), ARRAY(String)))
@@ -327,7 +325,7 @@ def _proof_key(row: tuple[Any, ...]) -> tuple[str, str, str]:
 
 
 def _error_rows(outcome: outcomes.Outcome) -> Iterator[tuple[Any, ...]]:
-    """One at a time: an all-bad file's 300,000 rows at once cost about 30 MB."""
+    """One at a time: an all-bad file's error rows are never all held at once."""
     import_id = outcome.record.import_id
     return ((import_id, e.line, e.column, e.code, e.message) for e in outcome.errors)
 
@@ -342,7 +340,7 @@ def _write(
     if connection.dialect.name == "sqlite":
         _driver_executemany(connection, table, columns, rows)
         return
-    # In chunks: one dict per row for a whole all-bad file (300k errors) costs 100 MB at once.
+    # In chunks: one dict per row for a whole all-bad file would be held at once.
     rows = iter(rows)
     while chunk := list(itertools.islice(rows, INSERT_CHUNK)):
         connection.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in chunk])
@@ -354,9 +352,8 @@ def _driver_executemany(
     """The INSERT compiled once, the rows handed to the driver as tuples in chunks, each value
     through its column type's bind processor (times to UTC text, dates).
 
-    SQLAlchemy's executemany of dicts processed every row itself: an all-bad file's 311,000
-    errors took 4.0 s into SQLite that way, 2.4 s this way. Its errors are wrapped as
-    SQLAlchemy's, without the parameters (``hide_parameters``), as before.
+    Faster than SQLAlchemy's executemany of dicts, which processes every row itself. Errors are
+    wrapped as SQLAlchemy's, without the parameters (``hide_parameters``).
     """
     dialect = connection.dialect
     compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))
@@ -377,9 +374,8 @@ def _encoded(
     encoders: dict[str, Callable[[Any], Any]],
 ) -> Iterable[Sequence[Any]]:
     """``rows`` with the values of these columns through their encoder, each distinct value
-    once: the encoded columns are times and dates, and a 5 MB file's 50,000 requests share a
-    few hundred of them (order time + delay). Formatting an aware datetime cost about 4 µs, two
-    thirds of the time psycopg took to format a request row."""
+    once: the encoded columns are times and dates, which a file's requests share (order time +
+    delay), and formatting an aware datetime is most of the cost of writing a request row."""
     if not encoders:
         return rows
     at = [(columns.index(column), functools.cache(encode)) for column, encode in encoders.items()]

@@ -47,7 +47,7 @@ def files_task(before: str) -> dict[str, int]:
 
 def sftp_task(merchant_ids: list[str], before: str) -> dict[str, int]:
     """Each merchant's SFTP server purged, by merchant id; one that fails never stops the others,
-    and is named after them (``runs.raise_failures``)."""
+    and is named after them (``failures.raise_failures``)."""
     from review_ingest import settings
     from review_ingest.core.merchants import read_merchants
     from review_ingest.errors import ConfigError

@@ -11,9 +11,8 @@ def build_docs_index(parts: list[Any]) -> bool:
     """The Data Docs index, once after a DAG run's mapped tasks, whether they succeeded or
     not (a failed one may have built pages first); nothing when the run had no part.
 
-    Each batch builds only its own pages: the index reads the ``DOCS_INDEX_LIMIT`` latest
-    stored results (about 2 s), once per run instead of once per batch. Returns whether it
-    was built.
+    Each batch builds only its own pages; the index reads the ``DOCS_INDEX_LIMIT`` latest
+    stored results, so once per run rather than once per batch. Returns whether it was built.
     """
     if not parts:
         return False

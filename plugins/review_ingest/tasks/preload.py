@@ -1,23 +1,19 @@
 """Load what the pipeline's tasks import, once per Celery worker, so that no task pays for it.
 
-Airflow 3 runs each task in a process forked from its Celery worker: the modules the worker has
-loaded are the task's at no cost. Without this, every ``ingest_batch`` and ``collect_merchants``
-task imports Great Expectations, pandas, SQLAlchemy and the rest itself: about 4 s before its
-first file, whatever its files (``benchmarks/bench_workers.py``). The worker imports this module
-at start-up when its Celery configuration is ``review_ingest_celery.CELERY_CONFIG``.
+Airflow 3 runs each task in a process forked from its Celery worker, so the modules the worker
+loaded are the task's at no cost; without this, every ``ingest_batch`` and ``collect_merchants``
+task imports Great Expectations, pandas, SQLAlchemy and the rest itself before its first file.
+The worker imports this module at start-up when its Celery configuration is
+``review_ingest_celery.CELERY_CONFIG``.
 
-It also parses the merchants file, which every task reads to find its merchant (about 1 s
-at 10,000 merchants): a task forked while the file is unchanged gets it parsed
-(``merchants.read_merchants``). When the file changes, the pool process that runs the next
-task parses it again before forking it (Celery's ``task_prerun``), once for all the tasks it
-runs after. No thread or connection is opened and no file is left open, so the forks inherit
-nothing else.
+It also parses the merchants file, which every task reads to find its merchant: a task forked
+while the file is unchanged finds it parsed (``merchants.read_merchants``); after a change, the
+pool process that runs the next task parses it again before forking it (Celery's
+``task_prerun``). No thread, connection or open file is left behind for the forks to inherit.
 
-Last, ``gc.freeze()`` moves everything loaded so far (about 300,000 objects) out of the
-garbage collector's sight, as preforking servers do: a full collection in a task then skips
-them instead of spending about 0.13 s on them and writing to the pages it shares with the
-worker. Seen in a forked process that validated four batches in a row (one collection: 0.45
-instead of 0.24 s); over the 12 batches of ``bench_batches.py --without-freeze``, 1.03x.
+Last, ``gc.freeze()`` moves everything loaded so far out of the garbage collector's sight, as
+preforking servers do: a task's full collections skip those objects, and so never write to the
+pages the task shares with its worker.
 """
 
 from __future__ import annotations

@@ -50,15 +50,12 @@ def collect_merchants(merchant_ids: list[str], warehouse_url: str) -> dict[str, 
     """Process every complete file of each merchant's inbox; a bad file never stops the others,
     nor one merchant's server the other merchants.
 
-    Each merchant's server is logged in to once, and the connection kept until its files are
-    published (merchants with the same ``conn_id`` share one: the same login reaches all their
-    folders): claims left by a failed or killed run of the merchant come first (see
-    ``recover``), then every ready file is downloaded and claimed. The small files of all the
-    merchants are then validated together (``Ingest.validate_together``: one Great
-    Expectations run for many files, whatever their merchant), and each file is imported and
-    published on its merchant's server. A merchant whose server cannot be reached, or whose
-    files could not be processed, is named in the error raised after the others are done
-    (``runs.raise_failures``): the task fails, and its retry finishes what is left (claims).
+    One login per ``conn_id``, kept until its merchants' files are published. For each merchant,
+    the claims its failed or killed runs left come first (``recover``), then every ready file is
+    downloaded and claimed; the small files of all the merchants are validated together
+    (``Ingest.validate_together``), then each file is imported and published on its server. A
+    merchant that failed is named in the error raised after the others are done
+    (``failures.raise_failures``); the task's retry finishes what is left (claims).
     """
     from review_ingest.pipeline.ingest import ClaimedFile, Ingest
 

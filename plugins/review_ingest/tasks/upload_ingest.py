@@ -40,9 +40,8 @@ def plan_upload_batches(max_batches: int = MAX_BATCHES) -> list[list[dict[str, s
 
     Files whose merchants share a template, a time zone and an oldest order day come together
     (in their order otherwise, so each merchant's oldest first): a batch's small files then go
-    through one validation rather than one per template (0.1-0.2 s each). A batch holds up to
-    ``REVIEW_INGEST_BATCH_BYTES`` of files (``split``): 200 small files make one task, not eight
-    that each pay a task's own cost.
+    through one validation rather than one per template. A batch holds up to
+    ``REVIEW_INGEST_BATCH_BYTES`` of files (``split``), so small files share a task's own cost.
     """
     data_dir = settings.data_dir()
     pending = folders.ready_uploads(data_dir, settings.min_file_age_seconds())

@@ -1,9 +1,8 @@
 """The review UI's ASGI app, built on its first request rather than when the plugin loads.
 
 Airflow loads every plugin in every task process too (for macros), where building the UI
-(FastAPI, Jinja2, the routes and their models: about 1 s) would be paid by each task for
-nothing. The API server mounts this object; the first request to ``/review-ingest/`` builds the
-real app once.
+(FastAPI, Jinja2, the routes and their models) would be paid by each task for nothing. The API
+server mounts this object; the first request to ``/review-ingest/`` builds the real app once.
 """
 
 from __future__ import annotations
