@@ -6,9 +6,10 @@ file is parsed. One ``Validation`` serves every file of a batch; Data Docs are b
 batch for all of its files.
 
 ``check_files`` runs a suite once over several files: the frame is indexed by (file, line), the
-file being its import id, and each failing row goes back to its file. A run costs 0.1-0.2 s
-whatever its rows (the metric graph; ``gx_compat.memo`` halved it), so small files are validated
-together; one page of the Data Docs then shows them all, and names each file and its import.
+file being its import id, and each failing row goes back to its file. A run has a fixed cost
+whatever its rows (building the metric graph, which ``gx_compat.memo`` keeps down), so small
+files are validated together; one page of the Data Docs then shows them all, and names each file
+and its import.
 
 Results use the COMPLETE format with ``exclude_unexpected_values``: failing rows come back as
 their (file, line) index and never with their values, so e-mails and names stay out of the stored
@@ -52,8 +53,8 @@ DOCS_INDEX_LIMIT = 500
 #: Failing lines of each expectation kept in the stored result that the Data Docs show.
 DOCS_LINES_SHOWN = 20
 #: The validation frame's index: which file, and the line where the row starts in it. A file
-#: validated alone has the line only (Great Expectations lists a MultiIndex's failing rows in a
-#: Python loop: about half a second for an all-bad 5 MB file).
+#: validated alone has the line only: Great Expectations lists a MultiIndex's failing rows in a
+#: Python loop, which is slow for a big file with many failing rows.
 FILE, LINE = "file", "line"
 #: The one Data Docs site, under ``docs_dir``.
 SITE = "local_site"
@@ -106,9 +107,9 @@ class Validation:
                 "review_ingest_celery.CELERY_CONFIG)",
                 time.perf_counter() - started,
             )
-            # What was just imported stays for the process's life: out of the collector's
-            # sight, its 300,000 objects no longer slow every full collection of a big file's
-            # records and requests (check of a 5 MB file: about 0.12 s).
+            # What was just imported stays for the process's life: frozen out of the
+            # collector's sight, its many objects are not scanned again by each full collection
+            # that a big file's records and requests set off.
             gc.freeze()
         from great_expectations.data_context.types.base import (
             DataContextConfig,
@@ -171,10 +172,10 @@ class Validation:
     ) -> dict[str, RowCheck]:
         """Validate several files of one template in one run of its suite; each file's errors.
 
-        The suite's fixed cost (its metric graph, 0.1-0.2 s) is paid once for all of
-        them: the frame holds every file's rows, indexed by (file, line), and each failing
-        (file, line) goes back to its file. ``merchant`` gives the time zone and the oldest
-        order day, so every file must share them (``as_of`` too).
+        The suite's fixed cost (its metric graph) is paid once for all of them: the frame holds
+        every file's rows, indexed by (file, line), and each failing (file, line) goes back to
+        its file. ``merchant`` gives the time zone and the oldest order day, so every file must
+        share them (``as_of`` too).
         """
         files = [f for f in files if f.records]
         checks = {f.label: RowCheck(errors=[], result_id=None) for f in files}
@@ -266,9 +267,8 @@ class Validation:
         and remember them among the latest pages; returns the latest pages.
 
         Asked for some pages, Great Expectations' SiteBuilder still lists every stored result
-        and reads its key (1.6 s for 10,000 of them): a batch would cost more with each day of
-        history. This renders the given results only, with the site's own renderer and view,
-        into the site's store.
+        and reads its key, so a batch would cost more with each day of history. This renders
+        the given results only, with the site's own renderer and view, into the site's store.
         """
         from great_expectations.data_context.store.html_site_store import SiteSectionIdentifier
 
@@ -296,8 +296,8 @@ class Validation:
 
     def _write_index(self, latest: list[Any]) -> None:
         """The index of these latest pages, as the site's index builder makes it, but from
-        them rather than from every page and stored result (which it lists and sorts each
-        time: 5.3 s for 10,000 results, growing with each day)."""
+        them rather than from every page and stored result, which the builder lists and sorts
+        each time: its cost would grow with each day of history."""
         builder = self._site().site_index_builder
         links: dict[str, Any] = OrderedDict(site_name=builder.site_name)
         builder._add_validations_to_index_links(links, latest)
@@ -364,11 +364,11 @@ def expectation_parameters(merchant: Merchant, as_of: dt.date) -> dict[str, int]
 def _keep_compiled_templates(site: Any) -> None:
     """Let the site's Jinja views keep their compiled templates on disk, for every process.
 
-    Each view of a SiteBuilder compiles Great Expectations' page templates again (about 20 of
-    them): every task's first Data Docs page took 0.1-0.2 s more than its next. Jinja's own
-    bytecode cache keeps them in a folder of the system's temp dir private to the user, each
-    checked against its template's source before use. A cache that cannot be made, read or
-    written is only a miss: the templates are compiled as before."""
+    Each view of a SiteBuilder compiles Great Expectations' page templates again, which made
+    every task's first Data Docs page slower than its next. Jinja's own bytecode cache keeps
+    them in a folder of the system's temp dir private to the user, each checked against its
+    template's source before use. A cache that cannot be made, read or written is only a miss:
+    the templates are compiled as before."""
     from jinja2 import FileSystemBytecodeCache
 
     class QuietCache(FileSystemBytecodeCache):
@@ -441,7 +441,7 @@ def build_frame(files: list[FileRows], template: Template, merchant: Merchant) -
     frame = pd.DataFrame(data, index=index, dtype="object")
     # The file's text as pandas' own string type (Python storage, so Python's regular
     # expressions): Great Expectations' regex checks convert each column to it anyway, once per
-    # expectation, and its null checks on object columns took about 4 ms a column each.
+    # expectation, and its null checks are slower on object columns.
     text = pd.StringDtype("python", na_value=float("nan"))
     frame = frame.astype(dict.fromkeys(template.columns, text))
     frame["order_date__day"] = pd.array(
@@ -453,9 +453,9 @@ def build_frame(files: list[FileRows], template: Template, merchant: Merchant) -
 def _cut_failing_lists(result: Any) -> None:
     """Keep the first ``DOCS_LINES_SHOWN`` failing lines of each expectation in the result.
 
-    ``_failing`` turned the complete lists into arrays already: an all-bad 5 MB file's lists
-    are about 12 MB of Python ints, which would otherwise live on while its errors are built.
-    Stored whole, the result also took seconds to serialise and megabytes on disk."""
+    ``_failing`` has turned the complete lists into arrays already: cut here, an all-bad
+    file's long lists of Python ints do not live on while its errors are built, and the stored
+    result stays small on disk and quick to serialise."""
     for outcome in result.results:
         failing = outcome.result.get("unexpected_index_list")
         if failing:
@@ -470,10 +470,10 @@ def _row_errors(
     """Each file's errors, one per refused (line, column) with its worst code, by line then
     column.
 
-    An all-bad 5 MB file fails about 300,000 (row, expectation) pairs: they are kept as four
-    small integer arrays, sorted once, and only the first (worst) code of each (file, line,
-    column) becomes a RowError, rather than a dict of 300,000 tuples. They turn into Python
-    objects ``_CHUNK`` at a time: the whole file's four lists at once cost about 40 MB.
+    An all-bad file fails hundreds of thousands of (row, expectation) pairs, so they are kept as
+    four small integer arrays, not Python objects, sorted once; only the first (worst) code of
+    each (file, line, column) becomes a RowError. They turn into Python objects ``_CHUNK`` at a
+    time, never the whole file's at once, so that the peak memory stays bounded.
     """
     import numpy as np
 
@@ -530,10 +530,10 @@ def _chunk_errors(
 def _release(batch: Any) -> None:
     """Let go of the validated frame and of the metrics computed on it.
 
-    Great Expectations' execution engine keeps both after the validation (about 25 MB for an
-    all-bad 5 MB file, more than its errors), the frame until the next validation of the
-    template, the metrics for the process's life; no later validation reads them, as each has
-    a batch of its own. The metric cache has no public way to empty it."""
+    Great Expectations' execution engine keeps both after the validation (for an all-bad file,
+    more memory than its errors), the frame until the next validation of the template, the
+    metrics for the process's life; no later validation reads them, as each has a batch of its
+    own. The metric cache has no public way to empty it."""
     engine = batch.data.execution_engine
     engine.batch_manager.reset_batch_cache()
     engine.batch_manager.batch_data_cache.clear()
