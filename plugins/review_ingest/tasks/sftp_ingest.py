@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from typing import Any, TypeVar
+from typing import Any
 
 from review_ingest import settings
 from review_ingest.core.merchants import read_merchants
@@ -14,7 +14,6 @@ from review_ingest.pipeline.sftp_inbox import Inbox, Sessions, open_inbox, recor
 from review_ingest.tasks.partition import split
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 #: Few enough ``collect_merchants`` tasks to stay far under Airflow's limit of 1024 mapped
 #: tasks (``[core] max_map_length``): beyond it the run would collect no merchant at all.
