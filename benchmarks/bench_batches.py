@@ -1,20 +1,22 @@
 """Upload batches as Celery workers run them: planned by template, or in arrival order.
 
 The process imports ``review_ingest.tasks.preload`` as a worker does, then runs each
-``ingest_batch`` of one ``orders_upload_ingest`` run in a process forked from it, one after
-the other, as a worker forks its tasks: ``--files`` small files (the samples, as
-``scripts/distributed_run.py`` drops them) over 10 merchants of the four templates, in
-batches of 10, into a new PostgreSQL
-database. Once with the batches ``list_new_files`` plans (files grouped by what they validate
-with), once with the same files split in arrival order (before ``4fc21c7``), alternating for
-``--rounds``. Prints the validations' count (templates per batch) and the batches' total time.
+``ingest_batch`` of one ``orders_upload_ingest`` run in a process forked from it, one after the
+other, as a worker forks its tasks: ``--files`` small files (the samples, as the distributed run
+drops them: ``tests.kit.factories.drop_files``) over 10 merchants of the four templates, in
+batches of 10, into a new PostgreSQL database. Once with the batches ``list_new_files`` plans
+(files grouped by what they validate with), once with the same files split in arrival order
+(before ``4fc21c7``), alternating for ``--rounds``. Prints the validations' count (templates per
+batch) and the batches' total time.
 
 ``--without-freeze`` compares instead the planned batches forked from a worker whose loaded
 objects are frozen (``gc.freeze()``, as ``review_ingest.tasks.preload`` leaves it) with the same
 batches forked after ``gc.unfreeze()`` (before ``preload`` froze them), alternating.
 
-    .venv/bin/python benchmarks/bench_batches.py              # 2 rounds, ~2 min
-    .venv/bin/python benchmarks/bench_batches.py --without-freeze --rounds 3
+    .venv/bin/python -m benchmarks.bench_batches              # 2 rounds, ~2 min
+    .venv/bin/python -m benchmarks.bench_batches --without-freeze --rounds 3
+
+Run from the repository root.
 """
 
 from __future__ import annotations
@@ -29,14 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "scripts")]
+from tests.kit import postgres
+from tests.kit.factories import drop_files, merchant_ids, write_merchants
 
-import distributed_run as dr  # noqa: E402  (scripts/ on the path)
-
-from tests.fixtures.postgres import new_database  # noqa: E402
-
-PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 BATCH_SIZE = 10
 UNFROZEN = "by template, not frozen"
 
@@ -49,9 +46,9 @@ def new_data(tmp: Path, files: int) -> dict[str, str]:
         REVIEW_INGEST_MIN_FILE_AGE_SECONDS="0",
         REVIEW_INGEST_BATCH_SIZE=str(BATCH_SIZE),
     )
-    merchants = dr.merchant_ids(10)
-    dr.write_merchants(tmp / "merchants.yaml", merchants)
-    dr.drop_files(tmp / "data", merchants, files)
+    merchants = merchant_ids(10)
+    write_merchants(tmp / "merchants.yaml", merchants)
+    drop_files(tmp / "data", merchants, files)
     return merchants
 
 
@@ -76,7 +73,7 @@ def one_run(kind: str, files: int) -> dict[str, Any]:
 
     with (
         tempfile.TemporaryDirectory(prefix="bench_batches_") as tmp,
-        new_database(PG_SERVER, prefix="bench_batches") as url,
+        postgres.new_database(postgres.server_url(), prefix="bench_batches") as url,
     ):
         merchants = new_data(Path(tmp), files)
         batches = plan(kind)

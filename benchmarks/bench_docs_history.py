@@ -14,8 +14,8 @@ imports leave them), the latest ``DOCS_INDEX_LIMIT`` of them built as batches bu
   the latest pages), and by Great Expectations' own index builder, which lists every stored
   result and every page (before this change).
 
-    .venv/bin/python benchmarks/bench_docs_history.py                     # ~1 min
-    .venv/bin/python benchmarks/bench_docs_history.py --sizes 0,1000,10000,30000
+    .venv/bin/python -m benchmarks.bench_docs_history                     # ~1 min
+    .venv/bin/python -m benchmarks.bench_docs_history --sizes 0,1000,10000,30000
 """
 
 from __future__ import annotations
@@ -30,22 +30,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-import bench_ingest as bi
-
+from benchmarks.measure import OUT_DIR, write_json
 from review_ingest.core.merchants import Merchant
 from review_ingest.core.reading import read_file
 from review_ingest.core.template_columns import TEMPLATES
 from review_ingest.pipeline.ingest import Ingest
 from review_ingest.quality.validation import DOCS_INDEX_LIMIT, FileRows, Validation
+from tests.kit.factories import TEMPLATE, paris_today, valid_rows, write_rows
 
-MERCHANT = Merchant("history", template=bi.TEMPLATE)
+MERCHANT = Merchant("history", template=TEMPLATE)
 ROWS = 20
 
 
 def small_file(folder: Path) -> list[Any]:
     path = folder / "orders.csv"
     rng = random.Random(7)
-    bi.write_rows(path, bi.valid_rows("H-", bi.paris_today(), rng), None, ROWS)
+    write_rows(path, valid_rows("H-", paris_today(), rng), None, ROWS)
     return read_file(path.read_bytes(), TEMPLATES[MERCHANT.template]).records
 
 
@@ -114,7 +114,7 @@ def one_size(tmp: Path, count: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="0,1000,10000")
-    parser.add_argument("--out", type=Path, default=bi.OUT_DIR / "results_docs_history.json")
+    parser.add_argument("--out", type=Path, default=OUT_DIR / "results_docs_history.json")
     args = parser.parse_args()
     start = time.perf_counter()
     results = []
@@ -123,7 +123,7 @@ def main() -> None:
             results.append(one_size(Path(tmp), count))
             print(json.dumps(results[-1]), flush=True)
     body = {"results": results, "seconds": round(time.perf_counter() - start, 1)}
-    bi.write_json(args.out, body)
+    write_json(args.out, body)
     print(f"results: {args.out} ({body['seconds']} s)")
 
 

@@ -5,7 +5,8 @@ for the whole in-process import of the valid 5 MB file within 5x the parse+COPY 
 the validation alone is 8-10x that floor. The other candidate, GX's SQL engine, runs the same
 saved suite as SQL queries (the regex checks in PostgreSQL's C code) on a table: this measures
 it on a staging table of the same frame, for the valid and the all-bad 5 MB files of
-``bench_ingest``, alternating the two engines, in one process after a warm-up of each:
+``bench_ingest`` (``tests.kit.factories.write_big_files``), alternating the two engines, in one
+process after a warm-up of each:
 
 - pandas: ``check_files`` as the pipeline calls it (``build_frame``, the validation, the errors);
 - SQL: ``build_frame`` (the derived columns: e-mail syntax, dates), a staging table filled by
@@ -14,10 +15,11 @@ it on a staging table of the same frame, for the valid and the all-bad 5 MB file
 
 Both must find the same errors (line, column, code): the run stops otherwise.
 
-    .venv/bin/python benchmarks/bench_gx_engines.py               # about 2 min
-    .venv/bin/python benchmarks/bench_gx_engines.py --repeat 5
+    .venv/bin/python -m benchmarks.bench_gx_engines               # about 2 min
+    .venv/bin/python -m benchmarks.bench_gx_engines --repeat 5
 
-Needs PostgreSQL at 127.0.0.1:5432 (user postgres, trust); its database is dropped at the end.
+Run from the repository root. Needs PostgreSQL at 127.0.0.1:5432 (user postgres, trust); its
+database is dropped at the end.
 """
 
 from __future__ import annotations
@@ -34,24 +36,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import bench_ingest as bi
 import pandas as pd
 import psycopg
 from psycopg import sql
 
+from benchmarks.measure import OUT_DIR, git_state, write_json
 from review_ingest.core.merchants import Merchant, default_merchant
 from review_ingest.core.outcomes import RowError
 from review_ingest.core.reading import read_file
 from review_ingest.core.template_columns import TEMPLATES, Template
 from review_ingest.quality import gx_compat, validation
 from review_ingest.quality.suites import suite_path
+from tests.kit import postgres
+from tests.kit.factories import TEMPLATE, paris_today, write_big_files
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO)]
-
-from tests.fixtures.postgres import new_database  # noqa: E402  (needs the repository on sys.path)
-
-PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 STAGING = "staging"
 #: GX's SQL engine lists at most ``partial_unexpected_count`` failing rows of an expectation,
 #: even in the COMPLETE format: every one of them is needed.
@@ -71,7 +69,7 @@ class SqlEngine:
     def __init__(self, context: Any, url: str, template: Template):
         """In ``context``, the pipeline's own (``Validation.context``), beside its pandas source."""
         gx = gx_compat.load()
-        self.libpq = url.replace("postgresql+psycopg", "postgresql")
+        self.libpq = postgres.libpq(url)
         saved = json.loads(suite_path(template.id).read_text("utf-8"))
         saved["name"] = f"{template.id}_on_sql"  # the pandas engine's suite keeps the id
         for expectation in saved["expectations"]:
@@ -169,9 +167,9 @@ def measure(
     sql_engine: SqlEngine,
     repeat: int,
 ) -> dict[str, Any]:
-    template = TEMPLATES[bi.TEMPLATE]
+    template = TEMPLATES[TEMPLATE]
     merchant = default_merchant(template.id)
-    as_of = bi.paris_today()
+    as_of = paris_today()
     parsed = read_file(path.read_bytes(), template)
     files = [validation.FileRows("bench", path.name, parsed.records)]
     engines: dict[str, Callable[[], list[RowError]]] = {
@@ -211,18 +209,18 @@ def measure(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=bi.OUT_DIR / "results_gx_engines.json")
+    parser.add_argument("--out", type=Path, default=OUT_DIR / "results_gx_engines.json")
     args = parser.parse_args(argv)
-    results: dict[str, Any] = {"git": bi.git_state(), "repeat": args.repeat}
+    results: dict[str, Any] = {"git": git_state(), "repeat": args.repeat}
     with tempfile.TemporaryDirectory(prefix="bench_gx_engines_") as tmp:
-        sizes = bi.write_big_files(Path(tmp))
-        with new_database(PG_SERVER, prefix="bench_gx_engines") as url:
+        sizes = write_big_files(Path(tmp))
+        with postgres.new_database(postgres.server_url(), prefix="bench_gx_engines") as url:
             pandas_engine = validation.Validation(None, None)
-            sql_engine = SqlEngine(pandas_engine.context, url, TEMPLATES[bi.TEMPLATE])
+            sql_engine = SqlEngine(pandas_engine.context, url, TEMPLATES[TEMPLATE])
             for name in ("valid", "all_bad"):
                 path = Path(sizes[name]["path"])
                 results[name] = measure(name, path, pandas_engine, sql_engine, args.repeat)
-    bi.write_json(args.out, results)
+    write_json(args.out, results)
     print(f"results: {args.out}")
     return 0
 

@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/bench_ingest.py [--repeat 5] [--quick]
+    .venv/bin/python -m benchmarks.bench_ingest [--repeat 5] [--quick]
 
 Every figure is the median wall time of ``--repeat`` runs; whole commands run as subprocesses
 and their peak memory is the child's max RSS (``os.wait4``). Results are printed as a table and
@@ -19,172 +19,48 @@ import platform
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import psycopg
 
-REPO = Path(__file__).resolve().parents[1]
-VENV_BIN = REPO / ".venv" / "bin"
-OUT_DIR = REPO / "benchmarks" / "out"
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{db}"
-MAX_FILE_BYTES = 5 * 1024 * 1024  # review_ingest.settings.MAX_FILE_BYTES
-BIG_FILE_BYTES = MAX_FILE_BYTES - 16 * 1024  # "just under 5 MB"
-TEMPLATE = "website_products"
+from benchmarks.measure import (
+    OUT_DIR,
+    Ratio,
+    Run,
+    expect,
+    git_state,
+    print_verdicts,
+    run_timed,
+    write_json,
+)
+from tests.kit import postgres
+from tests.kit.airflow_env import airflow_conn_json, airflow_settings
+from tests.kit.factories import (
+    COLUMNS,
+    MB,
+    TEMPLATE,
+    paris_today,
+    valid_rows,
+    write_big_files,
+    write_merchants,
+    write_rows,
+)
+from tests.kit.paths import REPO, VENV_BIN
+
 MERCHANT = "bench"
 DAG_ID = "orders_upload_ingest"
 DAG_MERCHANTS = ("bench-a", "bench-b", "bench-c", "bench-d")
 DAG_FILES, DAG_ROWS = 200, 20
-TZ = ZoneInfo("Europe/Paris")
-MB = 1024 * 1024
-
-HEADER = (
-    "order_ref*;email*;lastname*;firstname*;order_date*;delay;language;id_product*;"
-    "name_product*;url_product;url_image_product;gtin_ean;sku;brand_name;delay_product"
-)
-COLUMNS = [name.rstrip("*") for name in HEADER.split(";")]
-FIRST = ("Claire", "Hugo", "Inès", "Paul", "Léa", "Lucas", "Emma", "Jules", "Chloé", "Noah")
-LAST = ("Moreau", "Nguyen", "García", "Lefèvre", "Martin", "Bernard", "Dubois", "Petit", "Roux")
-DOMAINS = ("example.fr", "example.com", "mail.example.es", "example.de")
-PRODUCTS = ("Lampe laiton", "Ampoule LED E27", "Table chêne", "Coussin lin", "Vase grès", "Tapis")
-BRANDS = ("Lumio", "Bois & Co", "Maison Lin", "Terra")
-LANGUAGES = ("fr", "fr", "en", "es", "de")
+PG_SERVER = postgres.server_url()
 
 
 # ---------------------------------------------------------------- files
-
-
-@dataclass(frozen=True)
-class Order:
-    """The order-level values shared by every row of one order."""
-
-    ref: str
-    email: str
-    lastname: str
-    firstname: str
-    order_date: str
-    delay: str
-    language: str
-
-
-def _date_text(day: dt.date, rng: random.Random) -> str:
-    """A day in one of the accepted formats, sometimes with a time."""
-    form = rng.randrange(4)
-    if form == 0:
-        return f"{day:%d-%m-%Y}"
-    if form == 1:
-        return f"{day:%d/%m/%Y}"
-    if form == 2:
-        return f"{day:%Y-%m-%d} {rng.randrange(24):02d}:{rng.randrange(60):02d}"
-    return f"{day:%Y-%m-%d}"
-
-
-def _order(ref: str, today: dt.date, rng: random.Random) -> Order:
-    first, last = rng.choice(FIRST), rng.choice(LAST)
-    ascii_first = first.encode("ascii", "ignore").decode().lower()
-    ascii_last = last.encode("ascii", "ignore").decode().lower()
-    day = today - dt.timedelta(days=rng.randint(1, 30))
-    return Order(
-        ref=ref,
-        email=f"{ascii_first}.{ascii_last}{rng.randrange(1000)}@{rng.choice(DOMAINS)}",
-        lastname=last,
-        firstname=first,
-        order_date=_date_text(day, rng),
-        delay=rng.choice(("", "0", "2", "7")),
-        language=rng.choice(LANGUAGES),
-    )
-
-
-def _product_fields(product: int, rng: random.Random) -> list[str]:
-    pid = f"P{product:05d}"
-    return [
-        pid,
-        f"{rng.choice(PRODUCTS)} {product % 90 + 10}",
-        f"https://shop.example.com/p/{pid}" if rng.random() < 0.35 else "",
-        f"https://cdn.example.com/{pid}.jpg" if rng.random() < 0.1 else "",
-        f"{3000000000000 + product * 7919:013d}" if rng.random() < 0.6 else "",
-        f"SKU{product:05d}",
-        rng.choice(BRANDS),
-        rng.choice(("", "7", "14")),
-    ]
-
-
-def valid_rows(prefix: str, today: dt.date, rng: random.Random) -> Iterator[str]:
-    """Endless valid rows: 1 to 5 products per order (3 on average), each product once."""
-    number = 0
-    while True:
-        number += 1
-        order = _order(f"{prefix}{number:07d}", today, rng)
-        head = [order.ref, order.email, order.lastname, order.firstname, order.order_date]
-        for product in rng.sample(range(1, 5000), rng.randint(1, 5)):
-            tail = _product_fields(product, rng)
-            yield ";".join([*head, order.delay, order.language, *tail])
-
-
-def bad_rows(rng: random.Random) -> Iterator[str]:
-    """Endless rows that each break 7 rules: e-mail, date, delay, language, URL, GTIN, delay."""
-    number = 0
-    while True:
-        number += 1
-        product = rng.randrange(1, 5000)
-        yield ";".join(
-            [
-                f"BAD{number:07d}",
-                f"not-an-email-{number}",
-                rng.choice(LAST),
-                rng.choice(FIRST),
-                f"{rng.randint(32, 39)}-13-2026",
-                "99",
-                "xx",
-                f"P{product:05d}",
-                rng.choice(PRODUCTS),
-                "ftp://shop/p",
-                "",
-                "12ab",
-                f"SKU{product:05d}",
-                rng.choice(BRANDS),
-                "-3",
-            ]
-        )
-
-
-def write_rows(path: Path, rows: Iterator[str], max_bytes: int | None, count: int | None) -> int:
-    """Header then rows until the next one would pass ``max_bytes`` (or ``count`` rows)."""
-    parts = [HEADER + "\n"]
-    size = len(parts[0].encode())
-    written = 0
-    for row in rows:
-        line = row + "\n"
-        length = len(line.encode())
-        if (max_bytes is not None and size + length > max_bytes) or written == count:
-            break
-        parts.append(line)
-        size += length
-        written += 1
-    path.write_text("".join(parts), encoding="utf-8")
-    return written
-
-
-def paris_today() -> dt.date:
-    return dt.datetime.now(TZ).date()
-
-
-def write_big_files(folder: Path) -> dict[str, Any]:
-    rng = random.Random(20261127)
-    valid, bad = folder / "orders_valid.csv", folder / "orders_all_bad.csv"
-    valid_count = write_rows(valid, valid_rows("WP", paris_today(), rng), BIG_FILE_BYTES, None)
-    bad_count = write_rows(bad, bad_rows(rng), BIG_FILE_BYTES, None)
-    return {
-        "valid": {"path": str(valid), "bytes": valid.stat().st_size, "rows": valid_count},
-        "all_bad": {"path": str(bad), "bytes": bad.stat().st_size, "rows": bad_count},
-    }
 
 
 def write_upload_files(data_dir: Path, files: int) -> None:
@@ -200,20 +76,7 @@ def write_upload_files(data_dir: Path, files: int) -> None:
         os.utime(path, (stamp, stamp))
 
 
-def write_merchants(path: Path, merchants: tuple[str, ...]) -> Path:
-    lines = ["merchants:"] + [f"  {m}:\n    template: {TEMPLATE}" for m in merchants]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
 # ---------------------------------------------------------------- measuring
-
-
-@dataclass
-class Run:
-    seconds: float
-    max_rss_mb: float
-    returncode: int
 
 
 @dataclass
@@ -239,47 +102,6 @@ class Figure:
             "peak_rss_mb": round(self.peak_mb, 1),
             "runs": [asdict(r) for r in self.runs],
         }
-
-
-def run_timed(cmd: list[str], env: dict[str, str], log_dir: Path, label: str) -> Run:
-    """Run a command to completion; its wall time and its own max RSS (via ``os.wait4``)."""
-    out, err = log_dir / f"{label}.out", log_dir / f"{label}.err"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=stderr)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return Run(seconds, usage.ru_maxrss / 1024, proc.returncode)
-
-
-def expect(ok: bool, what: str, log_dir: Path, label: str) -> None:
-    """Stop the benchmark when a command did not do what it is timed for."""
-    if not ok:
-        tail = (log_dir / f"{label}.err").read_text(errors="replace")[-3000:]
-        raise SystemExit(f"benchmark: {what} ({label}); stderr tail:\n{tail}")
-
-
-# ---------------------------------------------------------------- PostgreSQL
-
-
-def pg_conninfo(database: str = "postgres") -> str:
-    return f"host=127.0.0.1 port=5432 user=postgres dbname={database}"
-
-
-def pg_admin(statement: str) -> None:
-    with psycopg.connect(pg_conninfo(), autocommit=True) as conn:
-        conn.execute(statement)
-
-
-def create_database(name: str) -> str:
-    pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    pg_admin(f'CREATE DATABASE "{name}"')
-    return name
-
-
-def drop_database(name: str) -> None:
-    pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # ---------------------------------------------------------------- stages
@@ -331,6 +153,15 @@ class Bench:
             env["PYTHONPYCACHEPREFIX"] = str(self.pycache)
         return env
 
+    def import_env(self, data_dir: Path, warehouse_url: str) -> dict[str, str]:
+        """The environment of an import of ``MERCHANT``'s file into ``warehouse_url``."""
+        env = self.env(data_dir)
+        merchants = write_merchants(self.tmp / "merchants.yaml", {MERCHANT: TEMPLATE})
+        env.update(
+            REVIEW_INGEST_MERCHANTS=str(merchants), REVIEW_INGEST_WAREHOUSE_URL=warehouse_url
+        )
+        return env
+
     def discard(self, *paths: Path) -> None:
         """Delete what a run left (reports, outputs of tens of MB) unless told to keep it."""
         if self.keep:
@@ -369,9 +200,9 @@ def fastest_reader() -> tuple[str, Reader]:
     return "pandas.read_csv(engine='c')", read_pandas
 
 
-def copy_rows(database: str, rows: list[tuple[Any, ...]]) -> None:
+def copy_rows(url: str, rows: list[tuple[Any, ...]]) -> None:
     """A new text table, then psycopg 3 COPY of every row, in one transaction."""
-    with psycopg.connect(pg_conninfo(database)) as conn:
+    with psycopg.connect(postgres.libpq(url)) as conn:
         conn.execute(f"CREATE TABLE floor ({', '.join(f'{c} text' for c in COLUMNS)})")
         statement = f"COPY floor ({', '.join(COLUMNS)}) FROM STDIN"
         with conn.cursor() as cur, cur.copy(statement) as copy:
@@ -384,15 +215,16 @@ def floor_once(bench: Bench, read: Reader) -> tuple[Run, Run]:
 
     In-process: no interpreter start, reader already imported. Returns (parse only, parse+COPY).
     """
-    database = create_database(bench.fresh("floor"))
+    database = bench.fresh("floor")
+    url = postgres.create_database(PG_SERVER, database)
     try:
         start = time.perf_counter()
         rows = read(bench.path("valid"))
         parsed = time.perf_counter() - start
-        copy_rows(database, rows)
+        copy_rows(url, rows)
         total = time.perf_counter() - start
     finally:
-        drop_database(database)
+        postgres.drop_database(PG_SERVER, database)
     if len(rows) != bench.files["valid"]["rows"] or len(rows[0]) != len(COLUMNS):
         raise SystemExit(f"benchmark: the floor's reader found {len(rows)} rows")
     return Run(parsed, 0.0, 0), Run(total, 0.0, 0)
@@ -426,8 +258,8 @@ class Warehouse:
 def new_warehouse(bench: Bench, kind: str) -> Warehouse:
     if kind == "sqlite":
         return Warehouse(kind, f"sqlite:///{bench.tmp / bench.fresh('wh')}.db")
-    database = create_database(bench.fresh("wh"))
-    return Warehouse(kind, PG_URL.format(db=database), database)
+    database = bench.fresh("wh")
+    return Warehouse(kind, postgres.create_database(PG_SERVER, database), database)
 
 
 def import_once(bench: Bench, key: str, kind: str) -> Run:
@@ -435,16 +267,14 @@ def import_once(bench: Bench, key: str, kind: str) -> Run:
     label = bench.fresh(f"import_{key}_{kind}")
     data_dir = bench.tmp / label
     warehouse = new_warehouse(bench, kind)
-    env = bench.env(data_dir)
-    env["REVIEW_INGEST_MERCHANTS"] = str(write_merchants(bench.tmp / "merchants.yaml", (MERCHANT,)))
-    env["REVIEW_INGEST_WAREHOUSE_URL"] = warehouse.url
+    env = bench.import_env(data_dir, warehouse.url)
     cmd = [str(VENV_BIN / "review-ingest"), "import", str(bench.path(key))]
     cmd += ["--merchant", MERCHANT, "--json"]
     try:
         run = run_timed(cmd, env, bench.logs, label)
     finally:
         if warehouse.database:
-            drop_database(warehouse.database)
+            postgres.drop_database(PG_SERVER, warehouse.database)
     expect(run.returncode == 0, f"exit code {run.returncode}", bench.logs, label)
     report = cli_report(bench, label)
     rows = bench.files[key]["rows"]
@@ -466,14 +296,12 @@ def in_process_import_once(bench: Bench) -> Run:
     label = bench.fresh("in_process_valid")
     data_dir = bench.tmp / label
     warehouse = new_warehouse(bench, "postgresql")
-    env = bench.env(data_dir)
-    env["REVIEW_INGEST_MERCHANTS"] = str(write_merchants(bench.tmp / "merchants.yaml", (MERCHANT,)))
-    env["REVIEW_INGEST_WAREHOUSE_URL"] = warehouse.url
+    env = bench.import_env(data_dir, warehouse.url)
     cmd = [str(VENV_BIN / "python"), str(IN_PROCESS), str(bench.path("valid")), MERCHANT]
     try:
         run = run_timed(cmd, env, bench.logs, label)
     finally:
-        drop_database(warehouse.database or "")
+        postgres.drop_database(PG_SERVER, warehouse.database or "")
     expect(run.returncode == 0, f"exit code {run.returncode}", bench.logs, label)
     result = cli_report(bench, label)
     rows = bench.files["valid"]["rows"]
@@ -532,19 +360,13 @@ def bench_single_files(bench: Bench) -> None:
 
 def airflow_env(bench: Bench, data_dir: Path) -> dict[str, str]:
     """scripts/airflow_env.sh, with a private AIRFLOW_HOME and a SQLite warehouse."""
+    merchants = write_merchants(bench.tmp / "dag.yaml", dict.fromkeys(DAG_MERCHANTS, TEMPLATE))
     env = bench.env(data_dir)
+    env.update(airflow_settings(bench.tmp / "airflow"))
     env.update(
-        AIRFLOW_HOME=str(bench.tmp / "airflow"),
-        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
-        AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__UNIT_TEST_MODE="False",
-        AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
-        REVIEW_INGEST_MERCHANTS=str(write_merchants(bench.tmp / "dag.yaml", DAG_MERCHANTS)),
+        REVIEW_INGEST_MERCHANTS=str(merchants),
         REVIEW_INGEST_MIN_FILE_AGE_SECONDS="0",
-        AIRFLOW_CONN_REVIEW_WAREHOUSE=json.dumps(
-            {"conn_type": "sqlite", "host": str(data_dir / "warehouse.db")}
-        ),
+        AIRFLOW_CONN_REVIEW_WAREHOUSE=airflow_conn_json(f"sqlite:///{data_dir / 'warehouse.db'}"),
     )
     return env
 
@@ -582,32 +404,6 @@ def bench_dag(bench: Bench) -> None:
 
 
 # ---------------------------------------------------------------- verdicts
-
-
-@dataclass(frozen=True)
-class Ratio:
-    """A figure against its target; ``paired`` is the median of the per-round ratios."""
-
-    name: str
-    value: float
-    target: float
-    unit: str = "x"
-    below: bool = False  # strictly below the target (else at most)
-    paired: float | None = None
-
-    @property
-    def met(self) -> bool:
-        return self.value < self.target if self.below else self.value <= self.target
-
-    def as_dict(self) -> dict[str, Any]:
-        op = "<" if self.below else "<="
-        return {
-            "value": round(self.value, 3),
-            "paired_median": None if self.paired is None else round(self.paired, 3),
-            "target": f"{op} {self.target:g}{self.unit}",
-            "met": self.met,
-            "value_over_target": round(self.value / self.target, 2),
-        }
 
 
 def _share(bench: Bench, name: str, top: str, bottom: str, target: float) -> Ratio:
@@ -704,28 +500,6 @@ def print_table(bench: Bench, verdicts: list[Ratio]) -> None:
     print_verdicts(verdicts)
 
 
-def print_verdicts(verdicts: list[Ratio]) -> None:
-    """Each target: the value, the paired median when there is one, the target, the verdict."""
-    print(f"\n{'target':<60} {'value':>9} {'paired':>8} {'target':>10}  verdict")
-    for r in verdicts:
-        d = r.as_dict()
-        paired = "-" if r.paired is None else f"{r.paired:.3f}"
-        verdict = "met" if r.met else f"MISSED ({d['value_over_target']}x the target)"
-        print(f"{r.name:<60} {d['value']:>9.3f} {paired:>8} {d['target']:>10}  {verdict}")
-
-
-def git_state() -> dict[str, str]:
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
-
-    return {
-        "commit": git("rev-parse", "HEAD"),
-        "dirty": git("status", "--porcelain", "plugins", "dags"),
-    }
-
-
 def write_results(bench: Bench, verdicts: list[Ratio], args: argparse.Namespace) -> Path:
     files = {k: {kk: vv for kk, vv in v.items() if kk != "path"} for k, v in bench.files.items()}
     result = {
@@ -752,12 +526,6 @@ def write_results(bench: Bench, verdicts: list[Ratio], args: argparse.Namespace)
     return args.out
 
 
-def write_json(out: Path, body: Any) -> None:
-    """``body`` as indented JSON in ``out``, its folder made if need be."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="runs per figure (median)")
@@ -777,7 +545,7 @@ STAGES: tuple[Callable[[Bench], None], ...] = (bench_single_files, bench_dag)
 
 
 def run(args: argparse.Namespace) -> list[Ratio]:
-    """Every stage, the table, ``args.out``; the verdicts (bench_scale.py shows them with the
+    """Every stage, the table, ``args.out``; the verdicts (bench_scale shows them with the
     other targets')."""
     tmp = Path(tempfile.mkdtemp(prefix="bench_ingest_"))
     dag_repeat = 1 if args.quick else args.repeat

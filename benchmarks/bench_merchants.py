@@ -11,8 +11,10 @@ block, as the SFTP merchants are), the median of ``--repeat`` reads of each kind
 - ``unchanged file``: ``read_merchants`` again, the file unchanged (a Celery task forked from a
   worker that read it when it started, ``review_ingest.tasks.preload``).
 
-    .venv/bin/python benchmarks/bench_merchants.py                      # ~15 s
-    .venv/bin/python benchmarks/bench_merchants.py --sizes 100,1000 --repeat 5
+    .venv/bin/python -m benchmarks.bench_merchants                      # ~15 s
+    .venv/bin/python -m benchmarks.bench_merchants --sizes 100,1000 --repeat 5
+
+Run from the repository root.
 """
 
 from __future__ import annotations
@@ -28,23 +30,21 @@ from pathlib import Path
 import yaml
 
 from review_ingest.core import merchants
+from tests.kit.factories import write_merchants
 
 
 def write_file(path: Path, count: int) -> Path:
-    lines = ["merchants:"]
-    for number in range(count):
-        merchant_id = f"m{number:05d}"
-        lines += [
-            f"  {merchant_id}:",
-            "    template: website_products",
-            "    timezone: Europe/Paris",
-            "    default_delay: 5",
-            "    sftp:",
-            f"      conn_id: {merchant_id}_sftp",
-            f"      root: /srv/sftp/{merchant_id}",
-        ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    """A merchants file of ``count`` merchants, each with an ``sftp`` block."""
+    merchants = {
+        f"m{number:05d}": {
+            "template": "website_products",
+            "timezone": "Europe/Paris",
+            "default_delay": 5,
+            "sftp": {"conn_id": f"m{number:05d}_sftp", "root": f"/srv/sftp/m{number:05d}"},
+        }
+        for number in range(count)
+    }
+    return write_merchants(path, merchants)
 
 
 def median_seconds(read: Callable[[], object], repeat: int) -> float:

@@ -1,18 +1,19 @@
 """SFTP at scale (issue 9, target 5): one ``orders_sftp_ingest`` run over 1,000 files of 100
 merchants on a loopback OpenSSH sshd, under 100 ms per file in all, one connection per merchant.
 
-The server is the SFTP tests' fixture (``tests/fixtures/sftp_server.py``: a real ``sshd``, one
+The server is the SFTP tests' (``tests/kit/sshd.py``: a real ``sshd``, one
 chrooted key-only user per merchant). Each merchant's inbox gets ``--files`` small valid files
 (20 rows, ``website_products``), aged an hour; then one real ``airflow dags test
 orders_sftp_ingest`` (private AIRFLOW_HOME, SQLite metadata, a throw-away PostgreSQL warehouse)
 collects them. The whole command is timed, transfer included; sshd's log counts the logins.
 
-    .venv/bin/python benchmarks/bench_sftp.py                          # 100 x 10 files, ~15 min
-    .venv/bin/python benchmarks/bench_sftp.py --merchants 10 --files 10
-    REVIEW_INGEST_SFTP_MERCHANTS_PER_TASK=1 .venv/bin/python benchmarks/bench_sftp.py  # a task each
+    .venv/bin/python -m benchmarks.bench_sftp                          # 100 x 10 files, ~15 min
+    .venv/bin/python -m benchmarks.bench_sftp --merchants 10 --files 10
+    REVIEW_INGEST_SFTP_MERCHANTS_PER_TASK=1 .venv/bin/python -m benchmarks.bench_sftp  # a task each
 
-Needs root (the fixture creates Unix users and chroots), OpenSSH, and PostgreSQL at
-127.0.0.1:5432 (user postgres, trust). Its server, folders and database are removed at the end.
+Run from the repository root. Needs root (the server creates Unix users and chroots), OpenSSH,
+and PostgreSQL at 127.0.0.1:5432 (user postgres, trust). Its server, folders and database are
+removed at the end.
 """
 
 from __future__ import annotations
@@ -29,19 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import bench_ingest as bi
-
+from benchmarks.measure import OUT_DIR, Ratio, expect, print_verdicts, run_timed, write_json
 from review_ingest import settings
 from review_ingest.sources.sftp import ERRORS_SUFFIX, REPORT_SUFFIX
+from tests.kit import postgres, sshd
+from tests.kit.airflow_env import airflow_conn_json, airflow_settings
+from tests.kit.factories import TEMPLATE, paris_today, valid_rows, write_merchants, write_rows
+from tests.kit.paths import AIRFLOW
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO)]
-
-from tests.fixtures import sftp_server  # noqa: E402  (needs the repository on sys.path)
-from tests.fixtures.postgres import new_database  # noqa: E402
-from tests.helpers import airflow_conn_json  # noqa: E402
-
-PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 DAG_ID = "orders_sftp_ingest"
 ROWS = 20
 TARGET_S_PER_FILE = 0.1
@@ -80,7 +76,7 @@ def merchant_ids(count: int) -> list[str]:
     return [f"bs{number:03d}" for number in range(count)]
 
 
-def upload(merchant: sftp_server.SftpMerchant, files: int) -> None:
+def upload(merchant: sshd.SftpMerchant, files: int) -> None:
     """The merchant's files, written straight into its chroot as the merchant's user would
     have left them (owned by it, aged an hour): uploading is not what is measured."""
     user = os.stat(merchant.local(merchant.inbox))
@@ -89,41 +85,33 @@ def upload(merchant: sftp_server.SftpMerchant, files: int) -> None:
     for number in range(files):
         path = merchant.local(f"{merchant.inbox}/orders_{number:03d}.csv")
         prefix = f"{merchant.merchant_id}-{number:03d}-"
-        bi.write_rows(path, bi.valid_rows(prefix, bi.paris_today(), rng), None, ROWS)
+        write_rows(path, valid_rows(prefix, paris_today(), rng), None, ROWS)
         os.chown(path, user.st_uid, user.st_gid)
         os.utime(path, (stamp, stamp))
 
 
-def merchants_yaml(path: Path, merchants: list[sftp_server.SftpMerchant]) -> Path:
-    lines = ["merchants:"]
-    for merchant in merchants:
-        lines += [
-            f"  {merchant.merchant_id}:",
-            f"    template: {bi.TEMPLATE}",
-            "    sftp:",
-            f"      conn_id: {merchant.merchant_id}_sftp",
-            f"      root: {merchant.root}",
-        ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+def merchants_yaml(path: Path, merchants: list[sshd.SftpMerchant]) -> Path:
+    """The merchants file: each merchant with its SFTP connection and folder."""
+    settings_of = {
+        m.merchant_id: {
+            "template": TEMPLATE,
+            "sftp": {"conn_id": f"{m.merchant_id}_sftp", "root": m.root},
+        }
+        for m in merchants
+    }
+    return write_merchants(path, settings_of)
 
 
 def airflow_env(
     tmp: Path,
-    server: sftp_server.SftpServer,
-    merchants: list[sftp_server.SftpMerchant],
+    server: sshd.SftpServer,
+    merchants: list[sshd.SftpMerchant],
     warehouse_url: str,
 ) -> dict[str, str]:
     """scripts/airflow_env.sh with a private AIRFLOW_HOME, one SFTP connection per merchant."""
     env = dict(os.environ)
+    env.update(airflow_settings(tmp / "airflow"))
     env.update(
-        PATH=f"{bi.VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
-        AIRFLOW_HOME=str(tmp / "airflow"),
-        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
-        AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__UNIT_TEST_MODE="False",
-        AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
         REVIEW_INGEST_DATA_DIR=str(tmp / "data"),
         REVIEW_INGEST_MERCHANTS=str(merchants_yaml(tmp / "merchants.yaml", merchants)),
         REVIEW_INGEST_MIN_FILE_AGE_SECONDS="120",
@@ -136,7 +124,7 @@ def airflow_env(
     return env
 
 
-def processed_on_server(merchants: list[sftp_server.SftpMerchant]) -> int:
+def processed_on_server(merchants: list[sshd.SftpMerchant]) -> int:
     """Files moved to ``orders/processed/`` with both reports beside them."""
     count = 0
     for merchant in merchants:
@@ -154,8 +142,8 @@ def processed_on_server(merchants: list[sftp_server.SftpMerchant]) -> int:
 
 def run(merchant_count: int, files: int, keep: bool = False) -> SftpRun:
     """Serve the merchants' inboxes, then time one ``airflow dags test orders_sftp_ingest``."""
-    sftp_server.cleanup_stale()
-    server = sftp_server.new_server()
+    sshd.cleanup_stale()
+    server = sshd.new_server()
     tmp = Path(tempfile.mkdtemp(prefix="bench_sftp_"))
     logs = tmp / "logs"
     logs.mkdir()
@@ -164,18 +152,17 @@ def run(merchant_count: int, files: int, keep: bool = False) -> SftpRun:
         server.start()
         for merchant in merchants:
             upload(merchant, files)
-        with new_database(PG_SERVER, prefix="bench_sftp") as url:
+        with postgres.new_database(postgres.server_url(), prefix="bench_sftp") as url:
             env = airflow_env(tmp, server, merchants, url)
-            migrate = bi.run_timed([str(bi.VENV_BIN / "airflow"), "db", "migrate"], env, logs, "m")
-            bi.expect(migrate.returncode == 0, "airflow db migrate failed", logs, "m")
+            migrate = run_timed([str(AIRFLOW), "db", "migrate"], env, logs, "m")
+            expect(migrate.returncode == 0, "airflow db migrate failed", logs, "m")
             before = server.log_count(LOGIN_LINE)
-            cmd = [str(bi.VENV_BIN / "airflow"), "dags", "test", DAG_ID]
-            timed = bi.run_timed(cmd, env, logs, "dag")
-            bi.expect(timed.returncode == 0, "airflow dags test failed", logs, "dag")
+            timed = run_timed([str(AIRFLOW), "dags", "test", DAG_ID], env, logs, "dag")
+            expect(timed.returncode == 0, "airflow dags test failed", logs, "dag")
             logins = server.log_count(LOGIN_LINE, at_least=before + merchant_count) - before
         processed = processed_on_server(merchants)
         total = merchant_count * files
-        bi.expect(processed == total, f"{processed} of {total} files processed", logs, "dag")
+        expect(processed == total, f"{processed} of {total} files processed", logs, "dag")
         per_task = settings.sftp_merchants_per_task()
         return SftpRun(
             merchant_count, total, timed.seconds, timed.max_rss_mb, logins, processed, per_task
@@ -188,17 +175,17 @@ def run(merchant_count: int, files: int, keep: bool = False) -> SftpRun:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def verdicts(result: SftpRun) -> list[bi.Ratio]:
+def verdicts(result: SftpRun) -> list[Ratio]:
     """Target 5: under 100 ms per file in all, and one SSH login per merchant."""
     return [
-        bi.Ratio(
+        Ratio(
             f"SFTP {result.files:,} files / {result.merchants} merchants: s per file",
             result.per_file_s,
             TARGET_S_PER_FILE,
             " s",
             True,
         ),
-        bi.Ratio("SFTP logins per merchant", result.logins / result.merchants, 1, " login", False),
+        Ratio("SFTP logins per merchant", result.logins / result.merchants, 1, " login", False),
     ]
 
 
@@ -207,15 +194,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--merchants", type=int, default=100)
     parser.add_argument("--files", type=int, default=10, help="files per merchant")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder and logs")
-    parser.add_argument("--out", type=Path, default=bi.OUT_DIR / "results_sftp.json")
+    parser.add_argument("--out", type=Path, default=OUT_DIR / "results_sftp.json")
     return parser.parse_args(argv)
 
 
-def report(result: SftpRun, found: list[bi.Ratio], out: Path) -> None:
+def report(result: SftpRun, found: list[Ratio], out: Path) -> None:
     """The run and its verdicts, printed and written to ``out``."""
     print(json.dumps(result.as_dict(), indent=2))
-    bi.print_verdicts(found)
-    bi.write_json(out, {"run": result.as_dict(), "ratios": {r.name: r.as_dict() for r in found}})
+    print_verdicts(found)
+    write_json(out, {"run": result.as_dict(), "ratios": {r.name: r.as_dict() for r in found}})
     print(f"\nresults: {out}")
 
 

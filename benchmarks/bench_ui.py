@@ -1,24 +1,24 @@
 """How fast the review UI answers on a warehouse at platform scale (issue 7, target: 300 ms).
 
-A real ``airflow api-server`` (the UI tests' fixture code: SimpleAuthManager, the plugin, a
-migrated SQLite metadata database) serves a PostgreSQL warehouse holding the real imports of the
-UI tests (sample files through the real pipeline, with their reports and Data Docs) plus
-``--imports`` imports and ``--requests`` requests generated in SQL. Every page and API route is
-then asked ``--repeat`` times over HTTP with a real token, after one untimed warm-up; the CSV
-export is timed to its first byte and to its end. Prints a table and writes JSON.
+A real ``airflow api-server`` (the UI tests' server, ``tests/kit/api_server.py``:
+SimpleAuthManager, the plugin, a migrated SQLite metadata database) serves a PostgreSQL
+warehouse holding the real imports of the UI tests (sample files through the real pipeline, with
+their reports and Data Docs) plus ``--imports`` imports and ``--requests`` requests generated in
+SQL. Every page and API route is then asked ``--repeat`` times over HTTP with a real token,
+after one untimed warm-up; the CSV export is timed to its first byte and to its end. Prints a
+table and writes JSON.
 
-    .venv/bin/python benchmarks/bench_ui.py                      # 1,000,000 requests: ~3 min
-    .venv/bin/python benchmarks/bench_ui.py --requests 100000 --imports 5000 --repeat 5
+    .venv/bin/python -m benchmarks.bench_ui                      # 1,000,000 requests: ~3 min
+    .venv/bin/python -m benchmarks.bench_ui --requests 100000 --imports 5000 --repeat 5
 
-Needs PostgreSQL at 127.0.0.1:5432 (user postgres, trust: scripts/ensure_postgres.sh); the
-database it creates is dropped at the end.
+Run from the repository root. Needs PostgreSQL at 127.0.0.1:5432 (user postgres, trust:
+scripts/ensure_postgres.sh); the database it creates is dropped at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shutil
 import statistics
@@ -31,13 +31,10 @@ from typing import Any
 import httpx
 import psycopg
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "plugins")]
+from benchmarks.measure import OUT_DIR, write_json
+from tests.kit import api_server, postgres
 
-from tests.fixtures import api_server  # noqa: E402  (needs the repository on sys.path)
-from tests.fixtures.postgres import new_database  # noqa: E402
-
-PG_SERVER = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_SERVER = os.environ.get("BENCH_PG_URL") or postgres.server_url()
 TARGET_MS = 300.0
 MERCHANTS = 200
 
@@ -87,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="bench_ui_"))
     try:
-        with new_database(PG_SERVER, "bench_ui") as warehouse_url:
+        with postgres.new_database(PG_SERVER, "bench_ui") as warehouse_url:
             server, made = start_server(root, warehouse_url, args)
             try:
                 results = measure(server, made, args.repeat)
@@ -105,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(elapsed, 1),
         "routes": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    write_json(args.out, out)
     slow = [r["route"] for r in results if r.get("max_ms", 0) > TARGET_MS and r["timed"]]
     print(f"\n{len(results)} routes in {elapsed:.0f} s; over {TARGET_MS:.0f} ms: {slow or 'none'}")
     print(f"results: {args.out}")
@@ -118,7 +114,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=1_000_000)
     parser.add_argument("--imports", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=10, help="timed calls of each route")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "results_ui.json")
+    parser.add_argument("--out", type=Path, default=OUT_DIR / "results_ui.json")
     return parser.parse_args(argv)
 
 
@@ -128,8 +124,7 @@ def start_server(
     """The UI tests' data, the generated rows, and an api-server over them."""
     data_dir, merchants_file, made = api_server.build_data(root, warehouse_url)
     t = time.monotonic()
-    dsn = warehouse_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with psycopg.connect(postgres.libpq(warehouse_url), autocommit=True) as conn:
         # Integers of ours, formatted in: several statements cannot take bound parameters.
         sql = FILL_SQL.format(imports=args.imports, requests=args.requests, merchants=MERCHANTS)
         for statement in filter(str.strip, sql.split(";")):

@@ -8,9 +8,11 @@ the rounds alternate between the two. ``--without-memo`` compares with validatio
 the expectations' configurations, metric ids and null masks anew each time they are read
 (``gx_compat.memo`` and ``gx_compat.pandas_null_masks`` taken out).
 
-    .venv/bin/python benchmarks/bench_validation.py                      # ~30 s
-    .venv/bin/python benchmarks/bench_validation.py --suites /tmp/old/include/expectations
-    .venv/bin/python benchmarks/bench_validation.py --without-memo
+    .venv/bin/python -m benchmarks.bench_validation                      # ~30 s
+    .venv/bin/python -m benchmarks.bench_validation --suites /tmp/old/include/expectations
+    .venv/bin/python -m benchmarks.bench_validation --without-memo
+
+Run from the repository root.
 """
 
 from __future__ import annotations

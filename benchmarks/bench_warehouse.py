@@ -10,10 +10,11 @@ then ``VACUUM ANALYZE``). At each size:
 - the load of a valid 5 MB file by the real pipeline (``Ingest.import_file``, in this process,
   after an untimed warm-up import: no interpreter start, no library import), ``--loads`` files.
 
-    .venv/bin/python benchmarks/bench_warehouse.py                      # ~12 min, ~5 GB of disk
-    .venv/bin/python benchmarks/bench_warehouse.py --sizes 0,100000,1000000 --loads 1
+    .venv/bin/python -m benchmarks.bench_warehouse                      # ~12 min, ~5 GB of disk
+    .venv/bin/python -m benchmarks.bench_warehouse --sizes 0,100000,1000000 --loads 1
 
-Needs PostgreSQL at 127.0.0.1:5432 (user postgres, trust); its database is dropped at the end.
+Run from the repository root. Needs PostgreSQL at 127.0.0.1:5432 (user postgres, trust); its
+database is dropped at the end.
 """
 
 from __future__ import annotations
@@ -31,15 +32,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import bench_ingest as bi
 from sqlalchemy import Engine, text
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO)]
+from benchmarks.measure import OUT_DIR, Ratio, print_verdicts, write_json
+from tests.kit import postgres
+from tests.kit.factories import (
+    BIG_FILE_BYTES,
+    MB,
+    TEMPLATE,
+    paris_today,
+    valid_rows,
+    write_merchants,
+    write_rows,
+)
 
-from tests.fixtures.postgres import new_database  # noqa: E402  (needs the repository on sys.path)
-
-PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 FILL_MERCHANTS = 100
 MERCHANT = "bench-000"  # one of the generated merchants: the lookups search its rows
 LOOKUP_REFS = 40_000
@@ -137,7 +143,7 @@ def fill_to(engine: Engine, have: int, rows: int) -> float:
 def table_mb(engine: Engine) -> float:
     with engine.connect() as connection:
         size = connection.scalar(text("SELECT pg_total_relation_size('review_requests')"))
-    return size / bi.MB
+    return size / MB
 
 
 def timed(work: Callable[[], Any]) -> tuple[float, Any]:
@@ -190,8 +196,8 @@ def measure_loads(ingest: Any, tmp: Path, size: Size, loads: int) -> None:
     for number in range(loads):
         path = tmp / f"load_{size.rows}_{number}.csv"
         rng = random.Random(f"{size.rows}-{number}")
-        rows = bi.valid_rows(f"L{size.rows}x{number}-", bi.paris_today(), rng)
-        bi.write_rows(path, rows, bi.BIG_FILE_BYTES, None)
+        rows = valid_rows(f"L{size.rows}x{number}-", paris_today(), rng)
+        write_rows(path, rows, BIG_FILE_BYTES, None)
         seconds, outcome = timed(functools.partial(ingest.import_file, path, MERCHANT, "upload"))
         if outcome.record.status != "loaded" or outcome.record.error_rows:
             raise SystemExit(f"benchmark: load at {size.rows:,} rows: {outcome.record.status}")
@@ -202,7 +208,7 @@ def measure_loads(ingest: Any, tmp: Path, size: Size, loads: int) -> None:
 def warm_up(ingest: Any, tmp: Path) -> None:
     """One small import, untimed: GX's context, the suites, the engine's first connections."""
     path = tmp / "warm_up.csv"
-    bi.write_rows(path, bi.valid_rows("WARM-", bi.paris_today(), random.Random(1)), None, 200)
+    write_rows(path, valid_rows("WARM-", paris_today(), random.Random(1)), None, 200)
     ingest.import_file(path, MERCHANT, "upload")
 
 
@@ -214,9 +220,9 @@ def run(sizes: list[int], repeat: int, loads: int) -> list[Size]:
     tmp = Path(tempfile.mkdtemp(prefix="bench_warehouse_"))
     results: list[Size] = []
     try:
-        merchants_file = bi.write_merchants(tmp / "merchants.yaml", (MERCHANT,))
+        merchants_file = write_merchants(tmp / "merchants.yaml", {MERCHANT: TEMPLATE})
         merchants = read_merchants(merchants_file).merchants
-        with new_database(PG_SERVER, prefix="bench_warehouse") as url:
+        with postgres.new_database(postgres.server_url(), prefix="bench_warehouse") as url:
             ingest = Ingest(tmp / "data", merchants, url, data_docs=False)
             engine = ingest.engine  # migrated
             warm_up(ingest, tmp)
@@ -241,20 +247,20 @@ def run(sizes: list[int], repeat: int, loads: int) -> list[Size]:
     return results
 
 
-def verdicts(results: list[Size]) -> list[bi.Ratio]:
+def verdicts(results: list[Size]) -> list[Ratio]:
     """Target 6: the lookup at the largest size under 0.5 s with an index; each size's load
     no slower than the empty table's."""
     empty, largest = results[0], results[-1]
     lookup = max(_median(largest.lookup_new_s), _median(largest.lookup_known_s))
     found = [
-        bi.Ratio(
+        Ratio(
             f"proofs lookup 40k refs at {largest.rows:,} rows (s)",
             lookup,
             LOOKUP_TARGET_S,
             " s",
             True,
         ),
-        bi.Ratio(
+        Ratio(
             f"lookup plan uses an index at {largest.rows:,} rows (1 = yes)",
             float(largest.plan_uses_index),
             1,
@@ -263,7 +269,7 @@ def verdicts(results: list[Size]) -> list[bi.Ratio]:
     ]
     for size in results[1:]:
         found.append(
-            bi.Ratio(
+            Ratio(
                 f"load at {size.rows:,} rows / load at {empty.rows:,}",
                 _median(size.load_s) / _median(empty.load_s),
                 LOAD_TOLERANCE,
@@ -277,11 +283,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", default="0,1000000,10000000", help="rows, comma-separated")
     parser.add_argument("--repeat", type=int, default=5, help="lookups per size (median)")
     parser.add_argument("--loads", type=int, default=3, help="file loads per size (median)")
-    parser.add_argument("--out", type=Path, default=bi.OUT_DIR / "results_warehouse.json")
+    parser.add_argument("--out", type=Path, default=OUT_DIR / "results_warehouse.json")
     return parser.parse_args(argv)
 
 
-def report(results: list[Size], found: list[bi.Ratio], out: Path) -> None:
+def report(results: list[Size], found: list[Ratio], out: Path) -> None:
     print(
         f"\n{'rows':>12} {'fill s':>8} {'MB':>7} {'lookup new s':>13} {'known s':>8} {'load s':>8}"
     )
@@ -293,9 +299,9 @@ def report(results: list[Size], found: list[bi.Ratio], out: Path) -> None:
             f"{d['load_median_s']:>8}"
         )
     print(f"\nplan at {results[-1].rows:,} rows:\n{results[-1].plan}")
-    bi.print_verdicts(found)
+    print_verdicts(found)
     body = {"sizes": [s.as_dict() for s in results], "ratios": {r.name: r.as_dict() for r in found}}
-    bi.write_json(out, body)
+    write_json(out, body)
     print(f"\nresults: {out}")
 
 

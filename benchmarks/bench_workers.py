@@ -1,15 +1,17 @@
 """Celery workers with and without ``review_ingest_celery.CELERY_CONFIG``: what a task pays for
 importing Great Expectations, pandas and the pipeline when its worker has not loaded them.
 
-Each round runs ``scripts/distributed_run.py`` (API server, scheduler, DAG processor and two
+Each round runs ``python -m scripts.distributed_run`` (API server, scheduler, DAG processor and two
 Celery workers of two slots each on this machine, PostgreSQL and Redis; ``orders_upload_ingest``
 over ``--files`` small files in batches of 10) twice, one after the other: as deployed (the
 workers preload the libraries) and with ``--without-preload`` (Airflow's own Celery settings:
 each ``ingest_batch`` task imports them). It reports the run's wall time (queued to finished)
 and the ``ingest_batch`` tasks' durations, and the ratios, per round and as ratios of medians.
 
-    .venv/bin/python benchmarks/bench_workers.py                 # 2 rounds, ~6 min
-    .venv/bin/python benchmarks/bench_workers.py --rounds 3 --files 240
+    .venv/bin/python -m benchmarks.bench_workers                 # 2 rounds, ~6 min
+    .venv/bin/python -m benchmarks.bench_workers --rounds 3 --files 240
+
+Run from the repository root.
 """
 
 from __future__ import annotations
@@ -20,22 +22,31 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "distributed_run.py"
-OUT = REPO / "benchmarks" / "out" / "results_workers.json"
+from benchmarks.measure import OUT_DIR, write_json
+from tests.kit.paths import REPO
+
+OUT = OUT_DIR / "results_workers.json"
 KINDS = {"preload": [], "without preload": ["--without-preload"]}
 
 
 def one_run(files: int, extra: list[str]) -> dict[str, Any]:
     """One distributed run; its JSON summary (the script's last line)."""
-    cmd = [sys.executable, str(SCRIPT), "--files", str(files), "--merchants", "10", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "scripts.distributed_run",
+        "--files",
+        str(files),
+        "--merchants",
+        "10",
+    ]
+    cmd += extra
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     if proc.returncode != 0 or not summary.get("ok"):
-        raise SystemExit(f"distributed_run.py failed: {summary.get('problems')}\n{proc.stdout}")
+        raise SystemExit(f"distributed_run failed: {summary.get('problems')}\n{proc.stdout}")
     return summary
 
 
@@ -72,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{key:<16}{with_:>10.2f}{without:>10.2f}{without / with_:>7.2f}x{paired:>7.2f}x")
     minutes = (time.monotonic() - started) / 60
     results["minutes"] = round(minutes, 1)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_json(OUT, results)
     print(f"\nbench_workers took {minutes:.1f} min; results: {OUT}")
     return 0
 

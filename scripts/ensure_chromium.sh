@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure Debian's Chromium (/usr/bin/chromium) and its ChromeDriver (/usr/bin/chromedriver)
-# are installed: the UI browser tests (tests/test_ui_browser.py) drive a real headless Chromium.
+# are installed: the UI browser tests (tests/e2e/test_ui_browser.py) drive a real headless Chromium.
 # Idempotent: returns at once when both are already there.
 set -euo pipefail
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure a Redis server answers at 127.0.0.1:6379 (the Celery broker of the distributed run,
-# tests/test_distributed.py). Idempotent: returns at once when one already answers. Otherwise
+# tests/e2e/test_distributed.py). Idempotent: returns at once when one already answers. Otherwise
 # it starts one that keeps nothing on disk, installing redis-server with apt-get when missing
 # (as root).
 set -euo pipefail

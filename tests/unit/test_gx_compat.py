@@ -28,7 +28,7 @@ from review_ingest.quality.gx_compat import (
 )
 from review_ingest.quality.validation import FileRows, Validation
 from review_ingest.sources import samples
-from tests import test_row_rules
+from tests.unit import test_row_rules
 
 AS_OF = test_row_rules.AS_OF
 REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements.txt"

@@ -105,7 +105,7 @@ class Inbox:
         file that none of them holds."""
         busy: set[str] = set()
 
-        def recover(claim: claims.Claim) -> dict[str, Any] | None:
+        def finish_left(claim: claims.Claim) -> dict[str, Any] | None:
             busy.add(claim.name)
             return recover(self.client, ingest, self.merchant, claim, self.listed, busy)
 
@@ -121,7 +121,7 @@ class Inbox:
             if claim is not None:
                 self.fetched.append((claim, remote))
 
-        self.results += _each(self.left, self.label, recover, self.failed)
+        self.results += _each(self.left, self.label, finish_left, self.failed)
         _each(self.ready, self.label, fetch, self.failed)
 
     def process(self, ingest: Any) -> None:

@@ -11,7 +11,7 @@ Great Expectations: the real module is imported the first time anything is read 
 stand-in, so an expectation that does use them still works, at that moment's cost. Once Great
 Expectations is loaded (a Celery worker's preload, or an earlier ``load()``) nothing is
 deferred; on other versions than the proven ones, nothing either. Unlike the other patches it
-cannot be undone in a process: ``tests/test_gx_import.py`` compares fresh interpreters.
+cannot be undone in a process: ``tests/integration/test_gx_import.py`` compares fresh interpreters.
 
 It can go when Great Expectations imports ``scipy.stats`` and ``altair`` lazily itself.
 """
