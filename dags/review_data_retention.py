@@ -10,6 +10,9 @@ goes (contract section 11):
   rows and their `order_ref` stay, so existing proofs are still recognised.
 - **purge_files**: order files under `<data>/processed/` and `<data>/rejected/` last modified
   before the cutoff are deleted, every merchant's folder tried.
+- **purge_staging**: uploads from the browser staged in `<data>/staging/` longer than
+  `REVIEW_INGEST_STAGING_HOURS` (default 24) and never imported are deleted (contract section
+  12).
 - **purge_sftp** runs once per group of SFTP merchants (mapped, grouped as `orders_sftp_ingest`
   groups them): the order files of `orders/processed/` and `orders/rejected/` on each server;
   one merchant's failure never stops the others, and fails the task naming it.
@@ -56,6 +59,12 @@ def review_data_retention():
         return data_retention.files_task(before)
 
     @task
+    def purge_staging() -> int:
+        from review_ingest.tasks import data_retention
+
+        return data_retention.staging_task()
+
+    @task
     def list_sftp_merchants() -> list[list[str]]:
         from review_ingest.tasks import sftp_ingest
 
@@ -71,11 +80,13 @@ def review_data_retention():
         return data_retention.sftp_task(list(merchant_ids), before)
 
     @task(trigger_rule="all_done", retries=0)  # it reports; a retry changes nothing
-    def summarize(before: str, requests, files, groups: list[list[str]], sftp_deleted) -> dict:
+    def summarize(
+        before: str, requests, files, groups: list[list[str]], sftp_deleted, staging
+    ) -> dict:
         from review_ingest.tasks import data_retention
 
         return data_retention.summarize_purge(
-            before, requests, files, list(groups), list(sftp_deleted)
+            before, requests, files, list(groups), list(sftp_deleted), staging=staging
         )
 
     before = start()
@@ -86,6 +97,7 @@ def review_data_retention():
         purge_files(before),
         groups,
         purge_sftp.partial(before=before).expand(merchant_ids=groups),
+        purge_staging(),
     )
 
 

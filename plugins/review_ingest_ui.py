@@ -1,6 +1,7 @@
-"""The review UI in Airflow (contract section 10): mounts the app of ``review_ingest.web`` on
-the API server at ``/review-ingest`` and adds "Review imports" and "Review requests" to
-Airflow's navigation. Everything else is in the package."""
+"""The review UI in Airflow (contract sections 10 and 12): mounts the app of
+``review_ingest.web`` on the API server at ``/review-ingest`` and adds "Review imports",
+"Review requests" and "Import orders" to Airflow's navigation. Everything else is in the
+package."""
 
 from __future__ import annotations
 
@@ -37,5 +38,13 @@ class ReviewIngestUiPlugin(AirflowPlugin):
             "destination": "nav",
             "nav_top_level": True,
             "icon": "review-ingest/static/requests.svg",
+        },
+        {
+            "name": "Import orders",
+            "href": "review-ingest/import",
+            "url_route": "import-orders",
+            "destination": "nav",
+            "nav_top_level": True,
+            "icon": "review-ingest/static/import.svg",
         },
     ]

@@ -1,10 +1,15 @@
 # Sourced by the scripts: a project-local Airflow (SQLite metadata database in .airflow/).
 # Paths are absolute so that Airflow finds the DAGs and plugins from any working directory.
+# AIRFLOW_HOME and REVIEW_INGEST_DATA_DIR, when already set, are kept: the tests run the scripts on
+# folders of their own.
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export AIRFLOW_HOME=${AIRFLOW_HOME:-$REPO_ROOT/.airflow}
 export AIRFLOW__CORE__DAGS_FOLDER=$REPO_ROOT/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER=$REPO_ROOT/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
+# One machine: tasks run as processes of the local scheduler (Airflow 3 runs the LocalExecutor on
+# SQLite). Written out, so that an executor set in the shell never reaches scripts/ui.sh.
+export AIRFLOW__CORE__EXECUTOR=LocalExecutor
 export AIRFLOW__CORE__UNIT_TEST_MODE=${AIRFLOW__CORE__UNIT_TEST_MODE:-False}
 export AIRFLOW__LOGGING__LOGGING_LEVEL=${AIRFLOW__LOGGING__LOGGING_LEVEL:-INFO}
 # The review UI's e-mail filter (?email=...) is redacted from the API server's access log.

@@ -1,60 +1,104 @@
 #!/usr/bin/env bash
-# The UI command of the README: the review UI on the embedded default. Installs, loads the demo
-# data of command 1 (scripts/demo.sh) when the warehouse holds no import yet, then runs Airflow's
-# API server on 127.0.0.1 with SimpleAuthManager and one local user, and prints the URL and how
-# to log in. Ctrl-C stops the server (its whole process group).
+# The UI command of the README: the whole of Airflow on the embedded default, with the review UI.
+# Installs, loads the demo data of command 1 (scripts/demo.sh) when the warehouse holds no import
+# yet, then starts Airflow's API server (on 127.0.0.1), scheduler (LocalExecutor), DAG processor
+# and triggerer on one AIRFLOW_HOME (SQLite metadata database), SimpleAuthManager with one local
+# user; waits until Airflow's health is all green, unpauses the DAGs a person runs by hand, and
+# prints the URLs and how to log in. Ctrl-C stops every process it started.
 #
 #   scripts/ui.sh                 # http://127.0.0.1:8080/review-ingest/imports
 #   scripts/ui.sh --port 8181     # or REVIEW_UI_PORT=8181
 #   REVIEW_UI_USER=alice scripts/ui.sh
 #
 # The user's password is generated once into .airflow/simple_auth_manager_passwords.json (kept,
-# so it stays the same from one start to the next; delete the file for a new one).
+# so it stays the same from one start to the next; delete the file for a new one). Each service
+# logs to .airflow/ui-<service>.log.
+#
+# Why not `airflow standalone` (airflow/cli/commands/standalone_command.py): it starts the same
+# four commands as children, but with every output on one terminal and no log file, the API
+# server on [api] host (0.0.0.0 unless configured), "ready" judged on the jobs' heartbeats without
+# the API server, and a stop that is SIGTERM to each child alone: their own children and the
+# tasks' processes (in process groups of their own) are orphaned (../shared/STACK_NOTES.md).
+# Started one by one here, each service has a log of its own, the loopback address only, and a
+# session of its own that holds its tasks' processes too and is stopped as a whole.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 port=${REVIEW_UI_PORT:-8080}
 user=${REVIEW_UI_USER:-admin}
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --port) port=${2:?--port needs a value}; shift 2 ;;
-    --port=*) port=${1#--port=}; shift ;;
-    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "ui: unknown argument $1 (try --help)" >&2; exit 2 ;;
-  esac
-done
-if ! [[ "$port" =~ ^[0-9]+$ ]] || [ "$port" -lt 1 ] || [ "$port" -gt 65535 ]; then
-  echo "ui: --port must be a port number, not '$port'" >&2
-  exit 2
-fi
-if ! [[ "$user" =~ ^[A-Za-z0-9_.-]+$ ]]; then
-  echo "ui: REVIEW_UI_USER may hold letters, digits, '_', '.' and '-' only" >&2
-  exit 2
-fi
+# Airflow's health all green within this many seconds of the services' start (seen here: 9 to
+# 18 s; ../shared/STACK_NOTES.md saw up to 4 minutes).
+ready_seconds=${REVIEW_UI_READY_SECONDS:-300}
+SERVICES=(api-server scheduler dag-processor triggerer)
+# Unpaused at each start: the DAGs a person runs by hand from Airflow's UI, and the upload
+# ingest, so that a file dropped in data/uploads/ is imported within 10 minutes as in production.
+# orders_sftp_ingest (no local SFTP merchant) and review_data_retention (it deletes) stay paused.
+UNPAUSE=(orders_backfill orders_upload_ingest)
+# Unpaused when the DAG exists (another change adds it).
+UNPAUSE_IF_PRESENT=(orders_upload_import)
+# Each stop step: the signal sent to every process left in the services' sessions, then up to
+# this many seconds for them to go.
+STOP_STEPS=("INT 20" "TERM 10" "KILL 5")
 
-base=http://127.0.0.1:$port
-if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-  echo "ui: something already listens on 127.0.0.1:$port: stop it, or pick another port" \
-    "(scripts/ui.sh --port 8181)" >&2
-  exit 1
-fi
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 
-bash scripts/install.sh
-source scripts/airflow_env.sh
+parse_args() {
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --port) port=${2:?--port needs a value}; shift 2 ;;
+      --port=*) port=${1#--port=}; shift ;;
+      -h | --help) usage; exit 0 ;;
+      *) echo "ui: unknown argument $1 (try --help)" >&2; exit 2 ;;
+    esac
+  done
+  if ! [[ "$port" =~ ^[0-9]+$ ]] || [ "$port" -lt 1 ] || [ "$port" -gt 65535 ]; then
+    echo "ui: --port must be a port number, not '$port'" >&2
+    exit 2
+  fi
+  if ! [[ "$user" =~ ^[A-Za-z0-9_.-]+$ ]]; then
+    echo "ui: REVIEW_UI_USER may hold letters, digits, '_', '.' and '-' only" >&2
+    exit 2
+  fi
+  if ! [[ "$ready_seconds" =~ ^[0-9]+$ ]]; then
+    echo "ui: REVIEW_UI_READY_SECONDS must be a number of seconds" >&2
+    exit 2
+  fi
+}
+
+# Processes whose environment holds exactly NAME=VALUE (the marker of start_service).
+marked_pids() {
+  grep -lzxF -- "$1" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 || true
+}
+
+refuse_busy() {
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "ui: something already listens on 127.0.0.1:$port: stop it, or pick another port" \
+      "(scripts/ui.sh --port 8181)" >&2
+    exit 1
+  fi
+  # Two schedulers on one SQLite database would both run the DAGs: one UI command per home.
+  local left
+  left=$(marked_pids "REVIEW_UI_HOME=$AIRFLOW_HOME" | paste -sd' ')
+  if [ -n "$left" ]; then
+    echo "ui: processes of another scripts/ui.sh on $AIRFLOW_HOME still run (pids $left): stop" \
+      "that one first" >&2
+    exit 1
+  fi
+}
 
 # The demo data of command 1, once: only when the warehouse has no import yet.
-if [ -z "$(review-ingest imports --limit 1 2>/dev/null)" ]; then
-  echo "ui: the warehouse is empty: loading the demo data of scripts/demo.sh"
-  bash scripts/demo.sh
-else
-  airflow db migrate >/dev/null 2>&1 || airflow db migrate
-fi
+load_demo_once() {
+  if [ -z "$(review-ingest imports --limit 1 2>/dev/null)" ]; then
+    echo "ui: the warehouse is empty: loading the demo data of scripts/demo.sh"
+    bash scripts/demo.sh
+  else
+    airflow db migrate >/dev/null 2>&1 || airflow db migrate
+  fi
+}
 
-# SimpleAuthManager with one local admin user; password generated once, kept in .airflow/.
-mkdir -p "$AIRFLOW_HOME"
-passwords=$AIRFLOW_HOME/simple_auth_manager_passwords.json
-secrets_file=$AIRFLOW_HOME/ui-jwt-secret
-password=$(
+# SimpleAuthManager with one local admin user; password and JWT secret generated once, kept in
+# AIRFLOW_HOME. Prints the password.
+make_login() {
   python - "$passwords" "$user" "$secrets_file" <<'EOF'
 import json
 import os
@@ -73,74 +117,260 @@ if not secret_path.exists():
 os.chmod(secret_path, 0o600)
 print(passwords[user])
 EOF
-)
-export AIRFLOW__CORE__AUTH_MANAGER=airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager
-export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="$user:admin"
-export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$passwords
-export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=False
-export AIRFLOW__CORE__LAZY_LOAD_PLUGINS=False
-# Kept from one start to the next, so that a browser stays logged in across restarts.
-AIRFLOW__API_AUTH__JWT_SECRET=$(cat "$secrets_file")
-export AIRFLOW__API_AUTH__JWT_SECRET
+}
 
-log=$AIRFLOW_HOME/ui-api-server.log
-echo "ui: starting airflow api-server on $base (log: $log)"
-set -m # the server gets a process group of its own, stopped as a whole
-airflow api-server --host 127.0.0.1 --port "$port" --workers 1 >"$log" 2>&1 &
-server=$!
-set +m
+# What every service shares, besides scripts/airflow_env.sh.
+export_settings() {
+  export AIRFLOW__CORE__AUTH_MANAGER=airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager
+  export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="$user:admin"
+  export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$passwords
+  export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=False
+  export AIRFLOW__CORE__LAZY_LOAD_PLUGINS=False
+  # One secret for every service: the scheduler signs the tasks' tokens that the API server's
+  # execution API checks. Kept from one start to the next, so a browser stays logged in.
+  AIRFLOW__API_AUTH__JWT_SECRET=$(cat "$secrets_file")
+  export AIRFLOW__API_AUTH__JWT_SECRET
+  # Task processes report to the execution API of this API server (Airflow's default is
+  # localhost:8080, which is neither another port nor, always, 127.0.0.1).
+  export AIRFLOW__API__BASE_URL=$base
+  export AIRFLOW__CORE__EXECUTION_API_SERVER_URL=$base/execution/
+}
 
-stopping=0
-stop() {
-  [ "$stopping" -eq 1 ] && return
-  stopping=1
-  kill -0 -- "-$server" 2>/dev/null || return 0
-  echo
-  echo "ui: stopping the api-server"
-  # SIGINT to its whole group, then SIGTERM, then SIGKILL, each after up to 20 s.
-  local sig _
-  for sig in INT TERM KILL; do
-    kill -0 -- "-$server" 2>/dev/null || break
-    kill -"$sig" -- "-$server" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-      kill -0 -- "-$server" 2>/dev/null || break
+# Starts `airflow <service> ARGS` in a session of its own (setsid: its pid is the session's and
+# the process group's id), its output in AIRFLOW_HOME/ui-<service>.log. Sessions, not markers in
+# the environment, find every process of a service at the end: the API server, the executor's
+# workers and the task supervisors retitle themselves, which overwrites what /proc shows of their
+# environment. SIGINT back to its default: bash ignores it in background commands.
+declare -A pid_of=()
+start_service() {
+  local name=$1
+  shift
+  (
+    trap - INT QUIT
+    REVIEW_UI_HOME=$AIRFLOW_HOME exec setsid airflow "$name" "$@"
+  ) </dev/null >"$AIRFLOW_HOME/ui-$name.log" 2>&1 &
+  pid_of[$name]=$!
+}
+
+start_services() {
+  echo "ui: starting Airflow's ${SERVICES[*]} (logs: $AIRFLOW_HOME/ui-<service>.log)"
+  # The task logs are files of this AIRFLOW_HOME, read by the API server itself: no log server
+  # on 0.0.0.0:8793/8794 for the scheduler and triggerer.
+  start_service api-server --host 127.0.0.1 --port "$port" --workers 1
+  start_service scheduler --skip-serve-logs
+  start_service dag-processor
+  start_service triggerer --skip-serve-logs
+}
+
+# The live processes (zombies aside) of the sessions given.
+session_pids() {
+  ps -eo pid=,sid=,stat= | awk -v sids=" $* " 'index(sids, " " $2 " ") && $3 !~ /^Z/ {print $1}'
+}
+
+# Every step of STOP_STEPS to every process left in the sessions given: as Ctrl-C would to a
+# terminal's foreground group, but to the tasks' groups too, so the executor need not wait for
+# them.
+stop_sessions() {
+  local step sig grace pids _
+  for step in "${STOP_STEPS[@]}"; do
+    read -r sig grace <<<"$step"
+    pids=$(session_pids "$@")
+    [ -z "$pids" ] && return 0
+    # shellcheck disable=SC2086 # one pid a word
+    kill -"$sig" $pids 2>/dev/null || true
+    for _ in $(seq 1 $((grace * 5))); do
       sleep 0.2
+      pids=$(session_pids "$@")
+      [ -z "$pids" ] && return 0
+      # What outlives its service (the executor's workers ignore SIGINT and SIGTERM; a task)
+      # has nobody left to stop it: 2 s more, then the next signal.
+      if ! any_of "$pids" "$@"; then
+        sleep 2
+        break
+      fi
     done
   done
-  wait "$server" 2>/dev/null || true
-  echo "ui: stopped"
 }
-trap 'stop; exit 0' INT TERM
-trap stop EXIT
 
-# Ready when /api/v2/monitor/health answers 200 (bounded: 180 s).
-if ! python - "$base" "$server" <<'EOF'; then
-import os
+# Whether any of the pids after the first argument is in the first (pids, one a line).
+any_of() {
+  local pids=$'\n'$1$'\n' pid
+  shift
+  for pid in "$@"; do [[ $pids == *$'\n'$pid$'\n'* ]] && return 0; done
+  return 1
+}
+
+stopping=0
+stop_all() {
+  [ "$stopping" -eq 1 ] && return 0
+  stopping=1
+  [ -z "${helper:-}" ] || kill -TERM "$helper" 2>/dev/null || true
+  [ ${#pid_of[@]} -eq 0 ] && return 0
+  echo
+  echo "ui: stopping ${!pid_of[*]}"
+  local since=$SECONDS
+  stop_sessions "${pid_of[@]}"
+  wait 2>/dev/null || true
+  echo "ui: stopped (in $((SECONDS - since)) s)"
+}
+
+# Waits (bounded) until /api/v2/monitor/health shows every component healthy, with heartbeats of
+# this start, then until the DAG processor has read every DAG file, and unpauses UNPAUSE (and
+# UNPAUSE_IF_PRESENT when it exists). Names the service at fault and prints the end of its log.
+wait_ready() {
+  local services=() name
+  for name in "${!pid_of[@]}"; do services+=("$name=${pid_of[$name]}"); done
+  python - "$base" "$AIRFLOW_HOME" "$AIRFLOW__CORE__DAGS_FOLDER" "$started" "$ready_seconds" \
+    "$user" "${UNPAUSE[*]}" "${UNPAUSE_IF_PRESENT[*]}" "${services[@]}" <<'EOF' &
+import datetime as dt
+import json
 import sys
 import time
+import urllib.error
 import urllib.request
+from pathlib import Path
 
-base, pid = sys.argv[1], int(sys.argv[2])
-deadline = time.monotonic() + 180
-while time.monotonic() < deadline:
+base, home, dags_folder = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+started, budget, user = float(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+required, if_present = sys.argv[7].split(), sys.argv[8].split()
+pids = {name: int(pid) for name, pid in (arg.split("=", 1) for arg in sys.argv[9:])}
+deadline = started + budget
+# Each component of the health answer, and the service whose log says why it is not healthy.
+COMPONENTS = {
+    "metadatabase": "api-server",
+    "scheduler": "scheduler",
+    "dag_processor": "dag-processor",
+    "triggerer": "triggerer",
+}
+
+
+def fail(message: str, service: str | None = None) -> None:
+    print(f"ui: {message}", file=sys.stderr)
+    if service:
+        log = home / f"ui-{service}.log"
+        lines = log.read_text(errors="replace").splitlines()[-30:] if log.exists() else []
+        print(f"ui: the end of {log}:", *lines, sep="\n", file=sys.stderr)
+    sys.exit(1)
+
+
+def check_alive() -> None:
+    for name, pid in pids.items():
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            state = "Z"
+        if state in ("Z", "X"):
+            fail(f"airflow {name} exited while starting", name)
+
+
+def call(method: str, path: str, body: dict | None = None, token: str = "") -> tuple[int, dict]:
+    """(status, JSON answer); status 0 when nothing answers."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(base + path, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        sys.exit("ui: the api-server exited while starting")
-    try:
-        with urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=5) as response:
-            if response.status == 200:
-                sys.exit(0)
-    except OSError:
-        pass
-    time.sleep(0.5)
-sys.exit("ui: the api-server did not answer within 180 s")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, {"detail": error.read().decode(errors="replace")[:500]}
+    except (OSError, ValueError):
+        return 0, {}
+
+
+def healthy(info: dict) -> bool:
+    """Healthy, and by a heartbeat of this start (an earlier run's job may still look alive)."""
+    if info.get("status") != "healthy":
+        return False
+    beats = [value for key, value in info.items() if key.startswith("latest_")]
+    return all(dt.datetime.fromisoformat(b).timestamp() >= started - 1 for b in beats if b)
+
+
+def wait_healthy() -> None:
+    seen: set[str] = set()
+    health: dict = {}
+    while time.time() < deadline:
+        check_alive()
+        status, answer = call("GET", "/api/v2/monitor/health")
+        health = answer if status == 200 else {}
+        for name in COMPONENTS:
+            if name not in seen and healthy(health.get(name) or {}):
+                seen.add(name)
+                print(f"ui: {name} healthy after {time.time() - started:.0f} s", flush=True)
+        if len(seen) == len(COMPONENTS):
+            return
+        time.sleep(1)
+    missing = [name for name in COMPONENTS if name not in seen]
+    answer = json.dumps({name: health.get(name) for name in missing})
+    detail = answer if health else "the API server does not answer /api/v2/monitor/health"
+    fail(
+        f"not healthy after {budget:.0f} s: {', '.join(missing)} ({detail})",
+        COMPONENTS[missing[0]],
+    )
+
+
+def token() -> str:
+    password = json.loads((home / "simple_auth_manager_passwords.json").read_text())[user]
+    status, answer = call("POST", "/auth/token", {"username": user, "password": password})
+    if status != 201:
+        fail(f"POST /auth/token answered {status}: {answer}", "api-server")
+    return answer["access_token"]
+
+
+def wait_dag_files(auth: str) -> list[str]:
+    """Waits until every DAG file was parsed once (a DAG or an import error); the errors."""
+    files = {path.name for path in dags_folder.glob("*.py") if not path.name.startswith("_")}
+    errors: dict[str, str] = {}
+    parsed: set[str] = set()
+    while time.time() < deadline:
+        check_alive()
+        _, dags = call("GET", "/api/v2/dags?limit=1000", token=auth)
+        _, failed = call("GET", "/api/v2/importErrors?limit=1000", token=auth)
+        errors = {
+            Path(item["filename"]).name: item["stack_trace"]
+            for item in failed.get("import_errors", [])
+        }
+        parsed = {Path(dag["fileloc"]).name for dag in dags.get("dags", [])} | set(errors)
+        if files <= parsed:
+            break
+        time.sleep(1)
+    else:
+        print(f"ui: DAG files not parsed yet: {', '.join(sorted(files - parsed))}", flush=True)
+    for name, trace in sorted(errors.items()):
+        print(f"ui: {name} does not import: {trace.strip().splitlines()[-1]}", flush=True)
+    return sorted(errors)
+
+
+def unpause(auth: str, broken: list[str]) -> None:
+    done, absent = [], []
+    for dag_id in required + if_present:
+        status, dag = call("GET", f"/api/v2/dags/{dag_id}", token=auth)
+        if status == 404 and dag_id in if_present:
+            absent.append(dag_id)
+            continue
+        if status != 200:
+            why = f"; import errors in {', '.join(broken)}" if broken else ""
+            fail(f"DAG {dag_id} not found (GET answered {status}){why}", "dag-processor")
+        if dag["is_paused"]:
+            status, answer = call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False}, auth)
+            if status != 200:
+                fail(f"unpausing {dag_id} answered {status}: {answer}", "api-server")
+        done.append(dag_id)
+    note = f" ({', '.join(absent)}: no such DAG)" if absent else ""
+    print(f"ui: unpaused {', '.join(done)}{note}", flush=True)
+
+
+wait_healthy()
+auth = token()
+unpause(auth, wait_dag_files(auth))
 EOF
-  tail -30 "$log" >&2
-  exit 1
-fi
+  helper=$!
+  wait "$helper"
+}
 
-cat <<EOF
+print_banner() {
+  cat <<EOF
 
   Review UI:  $base/review-ingest/imports
   Requests:   $base/review-ingest/requests
@@ -151,17 +381,46 @@ cat <<EOF
       password:  $password
   (the password is kept in $passwords)
 
-  Ctrl-C stops the server. Its log: $log
+  Airflow ready after $(($(date +%s) - started)) s: ${SERVICES[*]} (LocalExecutor, SQLite).
+  Ctrl-C stops them all. Their logs: $AIRFLOW_HOME/ui-<service>.log
 
 EOF
+}
 
-set +e
-wait "$server"
-status=$?
-set -e
-if [ "$stopping" -eq 0 ]; then
-  stopping=1
-  echo "ui: the api-server exited with status $status; the end of its log:" >&2
-  tail -30 "$log" >&2
+# Until a service exits: then the others are stopped, and ui.sh fails naming it.
+watch_services() {
+  local died="" status name
+  set +e
+  wait -n -p died "${pid_of[@]}"
+  status=$?
+  set -e
+  for name in "${!pid_of[@]}"; do [ "${pid_of[$name]}" = "$died" ] && break; done
+  echo "ui: airflow $name exited with status $status; the end of its log:" >&2
+  tail -30 "$AIRFLOW_HOME/ui-$name.log" >&2
+  stop_all
+  echo "ui: airflow $name exited: stopped the others" >&2
   exit 1
-fi
+}
+
+parse_args "$@"
+base=http://127.0.0.1:$port
+bash scripts/install.sh
+source scripts/airflow_env.sh
+mkdir -p "$AIRFLOW_HOME"
+refuse_busy
+load_demo_once
+passwords=$AIRFLOW_HOME/simple_auth_manager_passwords.json
+secrets_file=$AIRFLOW_HOME/ui-jwt-secret
+password=$(make_login)
+export_settings
+
+# Ctrl-C, kill or a closed terminal: everything started is stopped.
+trap 'stop_all; exit 0' INT TERM HUP
+trap stop_all EXIT
+started=$(date +%s)
+start_services
+echo "ui: waiting for Airflow's health (up to $ready_seconds s)"
+wait_ready || exit 1
+helper=
+print_banner
+watch_services

@@ -1,10 +1,12 @@
-"""``review-ingest``: check or import one file, or migrate the warehouse, from a shell."""
+"""``review-ingest``: check or import one file, cancel an import, or migrate the warehouse,
+from a shell."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import datetime as dt
+import getpass
 import json
 import logging
 import os
@@ -54,6 +56,24 @@ def _parser() -> argparse.ArgumentParser:
     imports = sub.add_parser("imports", help="list the latest files seen, with their reports")
     imports.add_argument("--merchant", help="only this merchant's files")
     imports.add_argument("--limit", type=int, default=20)
+    cancel = sub.add_parser(
+        "cancel", help="cancel an import's requests not yet due, or those of some orders"
+    )
+    cancel.add_argument("--import", dest="import_id", required=True, help="the import's id")
+    cancel.add_argument(
+        "--reason",
+        required=True,
+        help="why; with --order-ref one of refunded, order_cancelled, test_order, duplicate_order",
+    )
+    cancel.add_argument(
+        "--order-ref",
+        dest="order_refs",
+        action="append",
+        metavar="REF",
+        help="only this order's requests (repeat for several orders)",
+    )
+    cancel.add_argument("--dry-run", action="store_true", help="count, change nothing")
+    cancel.add_argument("--json", action="store_true", help="print the counts as JSON")
     return parser
 
 
@@ -75,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             return _imports(args)
         if args.command in PERSONAL_DATA_COMMANDS:
             return _personal_data(args)
+        if args.command == "cancel":
+            return _cancel(args)
         return _migrate()
     except (UsageError, ConfigError) as exc:
         print(f"review-ingest: {exc}", file=sys.stderr)
@@ -165,6 +187,31 @@ def _personal_data(args: argparse.Namespace) -> int:
     else:
         done = suppressions.unsuppress(engine, address, merchant_id)
     return _print_counts(done.as_dict(), args.json, 0)
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    """Contract section 12: the counts on standard output; 0 when done, even with nothing left
+    to cancel; 2 for a usage error (an unknown import, a reason not allowed)."""
+    from review_ingest.store import cancellations
+
+    done = cancellations.cancel(
+        _engine(),
+        args.import_id,
+        args.reason,
+        args.order_refs,
+        who=_system_user(),
+        now=dt.datetime.now(dt.UTC),
+        dry_run=args.dry_run,
+    )
+    return _print_counts(done.as_dict(), args.json, 0)
+
+
+def _system_user() -> str:
+    """Who runs the command, as ``cancellations`` records it: ``cli:<system user>``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no login name, no entry in the password database
+        return f"cli:uid-{os.getuid()}"
 
 
 @contextlib.contextmanager

@@ -92,3 +92,23 @@ def retention_days() -> int:
             f"REVIEW_INGEST_RETENTION_DAYS must be a whole number of days, at least 1, not {text!r}"
         )
     return days
+
+
+#: An upload from the browser waits this long for "Import data" (contract section 12).
+DEFAULT_STAGING_HOURS = 24
+
+
+def staging_hours() -> float:
+    """``$REVIEW_INGEST_STAGING_HOURS``: how long a checked upload is kept, more than 0."""
+    from review_ingest.errors import ConfigError
+
+    text = os.environ.get("REVIEW_INGEST_STAGING_HOURS") or str(DEFAULT_STAGING_HOURS)
+    try:
+        hours = float(text)
+    except ValueError:
+        hours = 0.0
+    if not hours > 0:
+        raise ConfigError(
+            f"REVIEW_INGEST_STAGING_HOURS must be a number of hours above 0, not {text!r}"
+        )
+    return hours

@@ -70,9 +70,10 @@ def test_plugin_lists_both_views_and_the_fastapi_app(ui_server: UiServer) -> Non
     apps = plugin["fastapi_apps"]
     assert [app["url_prefix"] for app in apps] == [UI_PREFIX], apps
     views = {view["name"]: view for view in plugin["external_views"]}
-    assert set(views) == {"Review imports", "Review requests"}, views
+    assert set(views) == {"Review imports", "Review requests", "Import orders"}, views
     assert views["Review imports"]["href"].rstrip("/").endswith("review-ingest/imports")
     assert views["Review requests"]["href"].rstrip("/").endswith("review-ingest/requests")
+    assert views["Import orders"]["href"].rstrip("/").endswith("review-ingest/import")
     for view in views.values():
         assert view.get("destination", "nav") == "nav", view
         assert not view["href"].startswith(("http://", "https://")), view

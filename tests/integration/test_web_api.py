@@ -290,6 +290,7 @@ def test_the_plugin_is_registered_with_both_navigation_entries(ui: Ui) -> None:
     assert views == [
         ("Review imports", "review-ingest/imports", "nav"),
         ("Review requests", "review-ingest/requests", "nav"),
+        ("Import orders", "review-ingest/import", "nav"),
     ]
 
 
@@ -301,8 +302,12 @@ def test_openapi_schema_of_the_sub_app(ui: Ui) -> None:
         "/api/imports",
         "/api/imports/{import_id}",
         "/api/imports/{import_id}/errors.csv",
+        "/api/imports/{import_id}/cancel",
         "/api/requests",
         "/api/requests.csv",
+        "/api/uploads",
+        "/api/uploads/{upload_id}",
+        "/api/uploads/{upload_id}/import",
     }
     requests = schema["paths"]["/api/requests"]["get"]
     names = {p["name"] for p in requests["parameters"]}

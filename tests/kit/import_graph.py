@@ -23,6 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("store", "quality", "sources"),
     ("privacy",),
     ("pipeline",),
+    ("backoffice",),
     ("tasks", "web"),
     ("cli",),
 )

@@ -7,7 +7,13 @@ import pytest
 
 from tests.kit.paths import REPO
 
-DAG_IDS = ("orders_upload_ingest", "orders_backfill", "orders_sftp_ingest", "review_data_retention")
+DAG_IDS = (
+    "orders_upload_ingest",
+    "orders_backfill",
+    "orders_sftp_ingest",
+    "review_data_retention",
+    "orders_upload_import",
+)
 
 
 @pytest.fixture(scope="module")

@@ -66,14 +66,21 @@ class ParsedFile:
         return len(self.records) + len(self.field_count_errors)
 
 
+def file_too_large(size: int, *, at_least: bool = False) -> FileRejected:
+    """The ``file_too_large`` rejection of a file of ``size`` bytes (``at_least``: its reading
+    stopped there, as the review UI's upload does)."""
+    said = f"more than {size:,}" if at_least else f"{size:,}"
+    return FileRejected(
+        "file_too_large",
+        f"the file is {said} bytes; the limit is {MAX_FILE_BYTES:,} bytes (5 MB): "
+        "split it into several files",
+    )
+
+
 def read_file(data: bytes, template: Template) -> ParsedFile:
     """Run the file-level checks in the contract's order; FileRejected at the first failure."""
     if len(data) > MAX_FILE_BYTES:
-        raise FileRejected(
-            "file_too_large",
-            f"the file is {len(data):,} bytes; the limit is {MAX_FILE_BYTES:,} bytes (5 MB): "
-            "split it into several files",
-        )
+        raise file_too_large(len(data))
     if _BLANK_BYTES.fullmatch(data):
         raise FileRejected("empty_file", "the file is empty: it holds no header and no order")
     text = decode(data)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from review_ingest.core.outcomes import Outcome
@@ -25,6 +26,7 @@ def process_claim(
     finish: Callable[[Ingest, claims.Claim, Outcome, bool], dict[str, Any]],
     *,
     import_new: bool = True,
+    give_back_to: Path | None = None,
 ) -> dict[str, Any] | None:
     """Process a claimed file, then ``finish`` it (move it, publish it) and end the claim.
 
@@ -33,9 +35,9 @@ def process_claim(
     ``finishing`` True. Otherwise the file is imported (unless ``import_new`` is false: then
     None is returned and the claim stays for the caller).
 
-    On a failure the claim is given up: the file goes back to its upload folder when the
-    warehouse shows that nothing was committed, and otherwise stays in the claim, released,
-    for the next run to finish or retry.
+    On a failure the claim is given up: the file goes back to its upload folder (or to
+    ``give_back_to``: an upload's staging folder) when the warehouse shows that nothing was
+    committed, and otherwise stays in the claim, released, for the next run to finish or retry.
     """
     try:
         outcome = ingest.finish_import(claim.path, claim.import_id, send_now=claim.send_now)
@@ -52,7 +54,7 @@ def process_claim(
             )
         result = finish(ingest, claim, outcome, finishing)
     except Exception:
-        give_up(ingest, claim)
+        give_up(ingest, claim, give_back_to)
         raise
     except BaseException:
         _quietly(claim.release)
@@ -72,11 +74,11 @@ def move_upload(
     return file_summary(outcome, ingest.data_dir, moved)
 
 
-def give_up(ingest: Ingest, claim: claims.Claim) -> None:
+def give_up(ingest: Ingest, claim: claims.Claim, give_back_to: Path | None = None) -> None:
     """After a failure: a file whose import was surely not committed goes back where it came
-    from (an upload to its folder; an SFTP copy is deleted, the server still has the file);
-    anything else stays claimed, released, for the next run. Never raises: the failure itself
-    is the news."""
+    from (an upload to its folder, or ``give_back_to``; an SFTP copy is deleted, the server
+    still has the file); anything else stays claimed, released, for the next run. Never
+    raises: the failure itself is the news."""
     from review_ingest.store import warehouse
 
     try:
@@ -87,7 +89,10 @@ def give_up(ingest: Ingest, claim: claims.Claim) -> None:
         )
         committed = None
     if committed is False and claim.origin == "upload":
-        folder = folders.upload_path(ingest.data_dir, claim.merchant_id, claim.name).parent
+        folder = (
+            give_back_to
+            or folders.upload_path(ingest.data_dir, claim.merchant_id, claim.name).parent
+        )
         if _quietly(claim.give_back, folder):
             log.info("merchant %s file %s: back in %s", claim.merchant_id, claim.name, folder)
             return

@@ -392,6 +392,13 @@ class Ingest:
         rec = outcome.record
         return report.write(outcome, self.data_dir / "reports" / rec.merchant_id / rec.import_id)
 
+    def close(self) -> None:
+        """Let go of the warehouse's connections: an ``Ingest`` made for one request of a
+        long-lived process (the review UI's check of an upload) leaves none open."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
     def finish(self, *, index: bool = True) -> None:
         """Build the Data Docs of every validation of this batch, once; ``index=False`` when
         the DAG run rebuilds the index after all its batches (``docs_index.build_docs_index``)."""

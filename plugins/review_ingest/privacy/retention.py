@@ -11,6 +11,9 @@ Past that, measured from a request's ``scheduled_at`` or a stored file's modific
   ``orders/rejected/`` are deleted (their ``.report.json`` and ``.errors.csv`` stay: like the
   local reports, ``imports`` and ``import_errors``, they hold no e-mail or name).
 
+Uploads from the browser (contract section 12) wait in ``<data>/staging/`` for a shorter time,
+``$REVIEW_INGEST_STAGING_HOURS``: ``purge_staging`` deletes them past it.
+
 One merchant's failure never stops the others: each is tried, then the failures are named.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import shutil
 import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -129,6 +133,54 @@ def purge_local_files(data_dir: Path, before: dt.datetime, *, dry_run: bool = Fa
             continue
         result.deleted[merchant_id] += 1
     return result
+
+
+def purge_staging(data_dir: Path, before: dt.datetime, *, dry_run: bool = False) -> int:
+    """Delete the uploads from the browser waiting in ``<data>/staging/`` untouched since before
+    ``before``: each upload folder (``<merchant_id>/<upload_id>/``, judged by its newest entry,
+    so a queued import counts from its queuing) and each file a request left half received
+    (``.incoming/``); return how many. SFTP downloads there (``sftp/<merchant_id>/``) are not
+    uploads: left alone."""
+    root = folders.staging_root(data_dir)
+    if not root.is_dir():
+        return 0
+    deleted = 0
+    for parent in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()):
+        for entry in sorted(parent.iterdir()):
+            if not _is_staged_upload(entry):
+                continue
+            try:
+                if _last_touched(entry) >= before.timestamp():
+                    continue
+            except FileNotFoundError:  # imported or deleted meanwhile
+                continue
+            if not dry_run:
+                _delete(entry)
+            deleted += 1
+    log.info("retention: %d staged upload(s) %s", deleted, "would go" if dry_run else "deleted")
+    return deleted
+
+
+def _is_staged_upload(entry: Path) -> bool:
+    if entry.parent.name == ".incoming":
+        return entry.name.endswith(".part")
+    return folders.UPLOAD_ID.fullmatch(entry.name) is not None
+
+
+def _last_touched(path: Path) -> float:
+    """The newest modification time of ``path`` and, for a folder, of what it holds."""
+    times = [path.lstat().st_mtime]
+    if path.is_dir() and not path.is_symlink():
+        times += [child.lstat().st_mtime for child in path.rglob("*")]
+    return max(times)
+
+
+def _delete(path: Path) -> None:
+    """A file, a symbolic link (never followed) or a folder and what it holds."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def purge_sftp(merchant: Merchant, before: dt.datetime, *, dry_run: bool = False) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -17,6 +18,9 @@ from pathlib import Path
 from review_ingest.errors import UsageError
 
 _PARTIAL_SUFFIXES = (".tmp", ".part", ".filepart")
+#: An upload's id, the name of its folder in staging: never a merchant id (lower-case only), so
+#: a merchant named ``sftp`` keeps its uploads apart from the SFTP downloads.
+UPLOAD_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{12}")
 #: Where processed order files are kept (until their retention ends, contract section 11).
 STORED_KINDS = ("processed", "rejected")
 
@@ -65,6 +69,13 @@ def ready_uploads(
 
 def upload_path(data_dir: Path, merchant_id: str, name: str) -> Path:
     return data_dir / "uploads" / safe_name(merchant_id) / safe_name(name)
+
+
+def staging_root(data_dir: Path) -> Path:
+    """``<data>/staging/``: files uploaded from the browser, checked, waiting for their import,
+    in ``<merchant_id>/<upload_id>/`` (contract section 12; ``backoffice.uploads``), and SFTP
+    downloads being claimed, in ``sftp/<merchant_id>/`` (``pipeline.sftp_inbox``)."""
+    return data_dir / "staging"
 
 
 def move_after(path: Path, data_dir: Path, merchant_id: str, status: str, import_id: str) -> Path:

@@ -1,2 +1,2 @@
 """The warehouse: its tables (SQLAlchemy models), migrations, engines, the one-transaction load
-of a file, and its URL inside Airflow."""
+of a file, cancelling an import, and its URL inside Airflow."""

@@ -1,5 +1,6 @@
-"""The warehouse tables: ``imports``, ``review_requests``, ``import_errors`` (contract section 4)
-and the personal-data tables ``suppressions`` and ``erasures`` (section 11).
+"""The warehouse tables: ``imports``, ``review_requests``, ``import_errors`` (contract section 4),
+the personal-data tables ``suppressions`` and ``erasures`` (section 11) and ``cancellations``
+(section 12).
 
 The migrations in ``migrations/versions/`` create exactly these tables; a test compares them.
 """
@@ -70,6 +71,9 @@ def to_utc(value: dt.datetime) -> dt.datetime:
 
 #: ``review_requests.status`` of a request withdrawn because its customer opted out (section 11).
 WITHDRAWN_STATUS = "suppressed"
+#: ``review_requests.status`` of a request whose import or order was cancelled (section 12): it
+#: is never sent, and no longer proves its order was imported.
+CANCELLED_STATUS = "cancelled"
 
 
 class Base(DeclarativeBase):
@@ -150,7 +154,8 @@ class ReviewRequestRow(Base):
     __table_args__ = (
         # One request per proof of purchase, brand requests (id_product NULL) included: NULLs
         # never collide in a unique index, hence coalesce. order_ref comes second so that this
-        # index is also the one that finds a merchant's order_refs (known_order_refs).
+        # index is also the one that finds a merchant's order_refs (known_order_refs). Cancelled
+        # requests are left out: a corrected file loads those proofs again.
         Index(
             "uq_review_requests_proof",
             "merchant_id",
@@ -158,6 +163,8 @@ class ReviewRequestRow(Base):
             "request_type",
             func.coalesce(id_product, ""),
             unique=True,
+            postgresql_where=status != CANCELLED_STATUS,
+            sqlite_where=status != CANCELLED_STATUS,
         ),
         # The review UI: requests by scheduled time (request_id breaks ties for keyset paging;
         # request_type last so that the per-day chart counts from the index alone), per
@@ -225,3 +232,24 @@ class ErasureRow(Base):
     requests_deleted: Mapped[int] = mapped_column(default=0, server_default="0")
     requests_anonymised: Mapped[int] = mapped_column(default=0, server_default="0")
     files_deleted: Mapped[int] = mapped_column(default=0, server_default="0")
+
+
+class CancellationRow(Base):
+    """One cancellation of an import, or of some of its orders (contract section 12): when,
+    who, why, and what it did. No e-mail or name."""
+
+    __tablename__ = "cancellations"
+
+    cancellation_id: Mapped[int] = mapped_column(ID_TYPE, Identity(), primary_key=True)
+    cancelled_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    # The Airflow user, or ``cli:<system user>`` for the command line.
+    cancelled_by: Mapped[str] = mapped_column(String(255))
+    import_id: Mapped[str] = mapped_column(ForeignKey("imports.import_id"), index=True)
+    merchant_id: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(100))
+    # The order references asked, as a JSON list; None: the whole import.
+    order_refs: Mapped[str | None] = mapped_column(Text)
+    cancelled: Mapped[int] = mapped_column(default=0, server_default="0")
+    already_due: Mapped[int] = mapped_column(default=0, server_default="0")
+    already_cancelled: Mapped[int] = mapped_column(default=0, server_default="0")
+    not_found: Mapped[int] = mapped_column(default=0, server_default="0")

@@ -40,6 +40,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal,
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -48,6 +49,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from review_ingest.core import outcomes
 from review_ingest.store.models import (
+    CANCELLED_STATUS,
     ImportErrorRow,
     ImportRow,
     ReviewRequestRow,
@@ -209,12 +211,19 @@ def import_record(engine: Engine, import_id: str) -> outcomes.ImportRecord | Non
 
 
 def known_order_refs(engine: Engine, merchant_id: str, order_refs: Collection[str]) -> set[str]:
-    """Those of ``order_refs`` that already have a request of this merchant."""
-    return found(
-        engine,
-        ReviewRequestRow.order_ref,
-        order_refs,
+    """Those of ``order_refs`` that already have a request of this merchant, not cancelled."""
+    return found(engine, ReviewRequestRow.order_ref, order_refs, *proof_conditions(merchant_id))
+
+
+def proof_conditions(merchant_id: str) -> tuple[ColumnElement[bool], ...]:
+    """The requests that prove an order of ``merchant_id`` was imported: all but cancelled ones.
+
+    The status is written into the SQL, not bound: only then may the planner (PostgreSQL's, for
+    a generic plan, and SQLite's) use the partial index ``uq_review_requests_proof``.
+    """
+    return (
         ReviewRequestRow.merchant_id == merchant_id,
+        ReviewRequestRow.status != literal(CANCELLED_STATUS, literal_execute=True),
     )
 
 

@@ -14,6 +14,7 @@ from review_ingest.privacy.retention import (
     purge_local_files,
     purge_requests,
     purge_sftp,
+    purge_staging,
 )
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,14 @@ def files_task(before: str) -> dict[str, int]:
         named = "; ".join(f"merchant {m}: {why}" for m, why in sorted(result.failures.items()))
         raise PurgeFailed(f"stored files could not all be purged: {named} (the others were)")
     return result.deleted
+
+
+def staging_task(now: dt.datetime | None = None) -> int:
+    """Uploads staged longer than ``REVIEW_INGEST_STAGING_HOURS`` (contract section 12)."""
+    from review_ingest import settings
+
+    before = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(hours=settings.staging_hours())
+    return purge_staging(settings.data_dir(), before)
 
 
 def sftp_task(merchant_ids: list[str], before: str) -> dict[str, int]:
@@ -77,17 +86,21 @@ def summarize_purge(
     files: dict[str, int] | None,
     sftp_groups: list[list[str]],
     sftp_deleted: list[dict[str, int] | None],
+    *,
+    staging: int | None = 0,
 ) -> dict[str, object]:
     """The run's totals; fails, after the others are done, naming what did not purge (the
-    merchants of an ``sftp_task`` that failed)."""
+    merchants of an ``sftp_task`` that failed; ``staging`` None: ``staging_task`` failed)."""
     done = {m: n for part in sftp_deleted or [] if part for m, n in part.items()}
-    failed = [name for name, value in (("warehouse", requests), ("files", files)) if value is None]
+    parts = (("warehouse", requests), ("files", files), ("staging", staging))
+    failed = [name for name, value in parts if value is None]
     failed += [f"sftp/{m}" for group in sftp_groups for m in group if m not in done]
     totals: dict[str, object] = {
         "cutoff": before,
         "requests_anonymised": requests or 0,
         "files_deleted": sum((files or {}).values()),
         "sftp_files_deleted": done,
+        "staged_uploads_deleted": staging or 0,
         "failed": failed,
     }
     log.info("retention totals: %s", totals)

@@ -10,8 +10,12 @@ from collections.abc import Callable
 
 from fastapi import Request
 
+from review_ingest.web import csrf
+
 #: Reading the review UI takes read access to each of these DAGs.
 INGEST_DAG_IDS = ("orders_upload_ingest", "orders_sftp_ingest", "orders_backfill")
+#: Changing data (an upload, its import, a cancellation) takes the right to run these DAGs.
+RUN_DAG_IDS = ("orders_upload_ingest", "orders_backfill")
 
 
 def ingest_dag_reader() -> Callable[..., None]:
@@ -25,8 +29,39 @@ def ingest_dag_reader() -> Callable[..., None]:
     def may_read_ingest_dags(request: Request, user: GetUserDep) -> None:
         for check in checks:
             check(request, user)
+        request.state.review_user = user.get_name()  # for the pages' CSRF token
 
     return may_read_ingest_dags
+
+
+def ingest_dag_runner() -> Callable[..., None]:
+    """A FastAPI dependency for the routes that change data: 401 without an Airflow user, 403
+    unless the user may create DAG runs of each of ``RUN_DAG_IDS`` (Airflow's
+    ``requires_access_dag("POST", DagAccessEntity.RUN)``), and 403 for a request authenticated
+    by the UI's cookie that does not come from this server (``csrf.check_request``: its
+    ``Origin``; a form's token is checked by the route with ``csrf.require_token``)."""
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+    from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
+
+    checks = [
+        requires_access_dag("POST", DagAccessEntity.RUN, param_dag_id=dag_id)
+        for dag_id in RUN_DAG_IDS
+    ]
+
+    def may_run_ingest_dags(request: Request, user: GetUserDep) -> None:
+        for check in checks:
+            check(request, user)
+        csrf.check_request(request, user.get_name(), secret_key(), own_origins(request))
+
+    return may_run_ingest_dags
+
+
+def own_origins(request: Request) -> list[str]:
+    """This server's origins: the one the request was sent to, and Airflow's ``[api] base_url``
+    (the address behind a proxy)."""
+    from airflow.configuration import conf
+
+    return [str(request.base_url), conf.get("api", "base_url", fallback="") or ""]
 
 
 def login_url(next_url: str) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import (
@@ -40,15 +40,34 @@ from sqlalchemy import Engine, RowMapping
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from review_ingest import settings
-from review_ingest.store import warehouse
-from review_ingest.web import access, csv_export, email_filter, files, pages, queries, views
+from review_ingest.store import cancellations, warehouse
+from review_ingest.web import (
+    access,
+    csrf,
+    csv_export,
+    email_filter,
+    files,
+    pages,
+    queries,
+    uploads,
+    views,
+)
 
 WEB_DIR = Path(__file__).parent
 #: Import ids look like ``20261127T101500Z-1a2b3c4d``; anything else is unknown (404).
 IMPORT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
 NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
 
-templates = Jinja2Templates(directory=WEB_DIR / "templates")
+
+def _csrf_context(request: Request) -> dict[str, str]:
+    """Every page's ``csrf_token``: its forms that change data send it back (``csrf``)."""
+    user = getattr(request.state, "review_user", None)
+    if user is None:
+        return {}
+    return {"csrf_token": csrf.make_token(user, request.app.state.ui.secret)}
+
+
+templates = Jinja2Templates(directory=WEB_DIR / "templates", context_processors=[_csrf_context])
 templates.env.globals.update(quote=quote, utc_text=views.utc_text)
 
 
@@ -62,8 +81,12 @@ class Ui:
         self._secret = secret
 
     @functools.cached_property
+    def warehouse_url(self) -> str:
+        return self._warehouse_url()
+
+    @functools.cached_property
     def engine(self) -> Engine:
-        engine = warehouse.engine_for(self._warehouse_url())
+        engine = warehouse.engine_for(self.warehouse_url)
         warehouse.migrate(engine)  # an empty warehouse works, and gets the UI's indexes
         return engine
 
@@ -122,7 +145,10 @@ def request_filters(
     status: Annotated[
         queries.RequestStatus | None,
         Blank,
-        Query(description="`scheduled`: scheduled_at in the future; `due`: past"),
+        Query(
+            description="`scheduled`: scheduled_at in the future; `due`: past; `withdrawn`: "
+            "the customer opted out; `cancelled`: its import or order was cancelled"
+        ),
     ] = None,
     request_type: Annotated[queries.RequestType | None, Blank, Query()] = None,
     order_ref: Annotated[OrderRef | None, Blank, Query()] = None,
@@ -288,11 +314,22 @@ def imports_page(
 
 @html.get("/imports/{import_id}")
 def import_page(request: Request, ui: UiDep, import_id: str) -> Response:
-    row = _import_row(ui, import_id)
+    return _import_page(request, ui, _import_row(ui, import_id))
+
+
+def _import_page(
+    request: Request, ui: Ui, row: RowMapping, cancel_error: str | None = None
+) -> Response:
+    """An import's page; 422 with ``cancel_error`` when its cancel form was refused."""
     path = files.report_file(ui.data_dir, row["merchant_id"], row["import_id"], "report.json")
     report = json.loads(path.read_text(encoding="utf-8")) if path else None
-    context = pages.import_context(row, report)
-    return templates.TemplateResponse(request, "import.html", context)
+    done = queries.list_cancellations(ui.engine, row["import_id"])
+    context = pages.import_context(row, report, done) | {
+        "cancel_error": cancel_error,
+        "run_href": uploads.import_run_href(row["import_id"], row["source"]),
+    }
+    status = 200 if cancel_error is None else 422
+    return templates.TemplateResponse(request, "import.html", context, status_code=status)
 
 
 @html.get("/requests")
@@ -310,6 +347,84 @@ def data_docs(ui: UiDep, path: str) -> Response:
     if found is None:
         raise HTTPException(404, "no such Data Docs file")
     return FileResponse(found)
+
+
+# --- cancelling an import (contract section 12) --------------------------------------------
+
+#: ``create_app`` adds to these routes the right to run the ingest DAGs and the check that a
+#: cookie-authenticated request comes from this server (``access.ingest_dag_runner``).
+cancelling = APIRouter()
+
+
+@cancelling.post(
+    "/api/imports/{import_id}/cancel",
+    response_model=views.Cancellation,
+    tags=["review ingest"],
+    responses={
+        403: {"description": "may not run the ingest DAGs, or a form from elsewhere"},
+        404: {"description": "unknown import"},
+        422: {"description": "a reason not allowed, or a bad body (the field is named)"},
+    },
+)
+def cancel_import(
+    request: Request, ui: UiDep, import_id: str, body: views.CancelRequest
+) -> views.Cancellation:
+    """Cancel the import's requests not yet due, or only those of `order_refs` (then `reason`
+    is one of `refunded`, `order_cancelled`, `test_order`, `duplicate_order`). Requests already
+    due stay. Cancelling again cancels nothing more."""
+    csrf.require_token(request, None)
+    row = _import_row(ui, import_id)
+    try:
+        done = _cancel(request, ui, row, body.reason, body.order_refs, dry_run=body.dry_run)
+    except cancellations.CancelRefused as exc:
+        loc = ("body", exc.field)
+        error = {"loc": loc, "msg": str(exc), "type": "value_error"}
+        raise RequestValidationError([error]) from None
+    return views.Cancellation.model_validate(done.as_dict())
+
+
+@cancelling.post("/imports/{import_id}/cancel", include_in_schema=False)
+def cancel_import_form(
+    request: Request,
+    ui: UiDep,
+    import_id: str,
+    reason: Annotated[str, Form()] = "",
+    order_refs: Annotated[str, Form(description="one per line")] = "",
+    csrf_token: Annotated[str | None, Form(alias=csrf.FIELD)] = None,
+) -> Response:
+    """The import page's form: back to the page (303), or the page with the refusal (422)."""
+    csrf.require_token(request, csrf_token)
+    row = _import_row(ui, import_id)
+    refs = [line for line in order_refs.splitlines() if line.strip()] or None
+    try:
+        _cancel(request, ui, row, reason, refs, dry_run=False)
+    except cancellations.CancelRefused as exc:
+        return _import_page(request, ui, row, cancel_error=str(exc))
+    return RedirectResponse(f"../{quote(row['import_id'])}", status_code=303)
+
+
+def _cancel(
+    request: Request,
+    ui: Ui,
+    row: RowMapping,
+    reason: str,
+    order_refs: list[str] | None,
+    *,
+    dry_run: bool,
+) -> cancellations.CancelResult:
+    """Cancel as the request's Airflow user (noted by ``access.ingest_dag_reader``)."""
+    try:
+        return cancellations.cancel(
+            ui.engine,
+            row["import_id"],
+            reason,
+            order_refs,
+            who=request.state.review_user,
+            now=_now(),
+            dry_run=dry_run,
+        )
+    except cancellations.UnknownImport:
+        raise HTTPException(404, "unknown import") from None
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -361,9 +476,14 @@ def create_app() -> FastAPI:
         redoc_url=None,
     )
     app.state.ui = Ui(warehouse_url_in_airflow, access.secret_key)
+    app.state.templates = templates
     readers_only = [Depends(access.ingest_dag_reader())]
+    runners = [*readers_only, Depends(access.ingest_dag_runner())]
     app.include_router(api, dependencies=readers_only)
     app.include_router(html, dependencies=readers_only)
+    app.include_router(uploads.reading, dependencies=readers_only)
+    app.include_router(uploads.changing, dependencies=runners)
+    app.include_router(cancelling, dependencies=runners)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.add_exception_handler(RequestValidationError, _invalid_input)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -376,6 +496,10 @@ The imports, their reports and the review requests (contract section 10).
 Every route needs an Airflow user (`Authorization: Bearer <token>` from Airflow's
 `POST /auth/token`, or the Airflow UI's session cookie) who may read the DAGs
 {", ".join(f"`{d}`" for d in access.INGEST_DAG_IDS)}: 401 without a user, 403 without that access.
+Routes that change data (`POST`: uploads and their import, section 12) also need the right to
+create runs of {", ".join(f"`{d}`" for d in access.RUN_DAG_IDS)}; sent with the UI's cookie, they
+need this server's `Origin` and the page's CSRF token (form field `csrf_token` or header
+`X-CSRF-Token`), else 403. A Bearer token needs neither.
 
 Lists answer `{{"total", "total_is_lower_bound", "has_more", "items"}}`. `limit` is 1 to
 {queries.MAX_LIMIT} (default {queries.DEFAULT_LIMIT}), `offset` 0 to {queries.MAX_OFFSET:,}.

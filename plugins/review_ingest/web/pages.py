@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, get_args
 from urllib.parse import urlencode
 
 from sqlalchemy import Engine, RowMapping
 
+from review_ingest.store.cancellations import ORDER_REASONS
 from review_ingest.web import charts, email_filter, queries, views
 from review_ingest.web.queries import ImportFilters, Paging, RequestFilters
 
@@ -27,6 +28,9 @@ REQUEST_STATUSES = get_args(queries.RequestStatus)
 REQUEST_TYPES = get_args(queries.RequestType)
 #: Duplicates and existing proofs listed on an import's page.
 LISTED = 100
+#: The reasons the import page's form offers: a whole import's usual one, then those that may
+#: also cancel single orders.
+CANCEL_REASONS = ("wrong_file", *ORDER_REASONS)
 
 
 def filter_params(filters: ImportFilters | RequestFilters) -> dict[str, str]:
@@ -79,14 +83,21 @@ def imports_context(engine: Engine, filters: ImportFilters, paging: Paging) -> d
     }
 
 
-def import_context(row: RowMapping, report: Mapping[str, Any] | None) -> dict[str, Any]:
-    """An import's page: its ``imports`` row, and what its report says when there is one."""
+def import_context(
+    row: RowMapping,
+    report: Mapping[str, Any] | None,
+    cancellations: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """An import's page: its ``imports`` row, what its report says when there is one, and its
+    cancellations (a loaded import's page has the form that cancels)."""
     item = views.ImportItem.model_validate(dict(row))
     context: dict[str, Any] = {
         "root": "../",
         "title": f"Import {item.import_id}",
         "item": item,
         "report": report,
+        "cancellations": [views.CancellationItem.model_validate(dict(c)) for c in cancellations],
+        "cancel_reasons": CANCEL_REASONS if item.status == "loaded" else (),
     }
     if report is not None:
         validation = report.get("validation") or {}

@@ -34,7 +34,13 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from review_ingest.store.models import WITHDRAWN_STATUS, ImportRow, ReviewRequestRow
+from review_ingest.store.models import (
+    CANCELLED_STATUS,
+    WITHDRAWN_STATUS,
+    CancellationRow,
+    ImportRow,
+    ReviewRequestRow,
+)
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -47,11 +53,16 @@ TOTAL_CAP = 10_000
 MAX_CHART_DAYS = 31
 #: Rows per round trip of the CSV export.
 EXPORT_CHUNK = 2_000
+#: Cancellations listed on an import's page, newest first.
+MAX_CANCELLATIONS = 100
 
 ImportStatus = Literal["loaded", "rejected", "already_imported"]
 ImportSource = Literal["upload", "sftp", "backfill"]
-RequestStatus = Literal["scheduled", "due", "withdrawn"]
+RequestStatus = Literal["scheduled", "due", "withdrawn", "cancelled"]
 WITHDRAWN = WITHDRAWN_STATUS
+CANCELLED = CANCELLED_STATUS
+#: Stored statuses of requests that will never be sent: neither scheduled nor due.
+NEVER_SENT = (WITHDRAWN, CANCELLED)
 RequestType = Literal["brand", "product"]
 
 _IMPORT_ORDER = (ImportRow.processed_at.desc(), ImportRow.import_id.desc())
@@ -216,17 +227,14 @@ def get_import(engine: Engine, import_id: str) -> RowMapping | None:
 
 def request_conditions(filters: RequestFilters, now: dt.datetime) -> list[ColumnElement[bool]]:
     """The filters of ``/api/requests``; ``status`` compares ``scheduled_at`` with ``now``,
-    except ``withdrawn`` (the customer opted out: nothing will be sent)."""
+    except ``withdrawn`` (the customer opted out) and ``cancelled`` (its import or order was
+    cancelled): nothing will be sent for those."""
     r = ReviewRequestRow
     conditions: list[ColumnElement[bool]] = []
     if filters.merchant_id is not None:
         conditions.append(r.merchant_id == filters.merchant_id)
-    if filters.status == "scheduled":
-        conditions += [r.scheduled_at > now, r.status != WITHDRAWN]
-    elif filters.status == "due":
-        conditions += [r.scheduled_at <= now, r.status != WITHDRAWN]
-    elif filters.status == "withdrawn":
-        conditions.append(r.status == WITHDRAWN)
+    if filters.status is not None:
+        conditions += _status_conditions(filters.status, now)
     if filters.request_type is not None:
         conditions.append(r.request_type == filters.request_type)
     if filters.order_ref is not None:
@@ -240,6 +248,15 @@ def request_conditions(filters: RequestFilters, now: dt.datetime) -> list[Column
     if filters.scheduled_to is not None and (end := _next_day_start(filters.scheduled_to)):
         conditions.append(r.scheduled_at < end)
     return conditions
+
+
+def _status_conditions(status: RequestStatus, now: dt.datetime) -> list[ColumnElement[bool]]:
+    r = ReviewRequestRow
+    if status == "scheduled":
+        return [r.scheduled_at > now, r.status.not_in(NEVER_SENT)]
+    if status == "due":
+        return [r.scheduled_at <= now, r.status.not_in(NEVER_SENT)]
+    return [r.status == (WITHDRAWN if status == "withdrawn" else CANCELLED)]
 
 
 def list_requests(
@@ -323,6 +340,22 @@ def _scheduled_on(day: dt.date) -> list[ColumnElement[bool]]:
     if (end := _next_day_start(day)) is not None:
         on.append(ReviewRequestRow.scheduled_at < end)
     return on
+
+
+# --- cancellations -------------------------------------------------------------------------
+
+
+def list_cancellations(engine: Engine, import_id: str) -> Sequence[RowMapping]:
+    """The cancellations of ``import_id``, newest first, at most ``MAX_CANCELLATIONS``."""
+    c = CancellationRow
+    query = (
+        select(*c.__table__.columns)
+        .where(c.import_id == import_id)
+        .order_by(c.cancelled_at.desc(), c.cancellation_id.desc())
+        .limit(MAX_CANCELLATIONS)
+    )
+    with engine.connect() as connection:
+        return connection.execute(query).mappings().all()
 
 
 # --- overview ------------------------------------------------------------------------------

@@ -7,16 +7,19 @@ last names never (the queries do not even select them).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from review_ingest.web import queries
 
 #: Lines shown for each error code on an import's page.
 FIRST_LINES = 10
+#: Order references one cancellation may name through the API.
+MAX_ORDER_REFS = 10_000
 TOTAL_DESCRIPTION = (
     f"Matching rows. Exact when `total_is_lower_bound` is false. Counting stops after "
     f"{queries.TOTAL_CAP:,} rows so that every call stays fast: then `total_is_lower_bound` is "
@@ -40,9 +43,12 @@ def request_status(
     scheduled_at: dt.datetime, now: dt.datetime, stored: str = "scheduled"
 ) -> queries.RequestStatus:
     """``scheduled`` while ``scheduled_at`` is in the future, ``due`` once it is past;
-    ``withdrawn`` when its customer opted out before it was due (``stored`` is the table's)."""
+    ``withdrawn`` when its customer opted out before it was due, ``cancelled`` when its import or
+    order was cancelled before it was due: never due (``stored`` is the table's)."""
     if stored == queries.WITHDRAWN:
         return "withdrawn"
+    if stored == queries.CANCELLED:
+        return "cancelled"
     return "scheduled" if scheduled_at > now else "due"
 
 
@@ -87,8 +93,59 @@ class RequestItem(BaseModel):
     scheduled_at: dt.datetime = Field(description="ISO 8601, UTC")
     status: queries.RequestStatus = Field(
         description="`scheduled` while `scheduled_at` is in the future, `due` once it is past, "
-        "`withdrawn` when the customer opted out before it was due (nothing is sent)"
+        "`withdrawn` when the customer opted out before it was due, `cancelled` when its import "
+        "or order was cancelled before it was due (nothing is sent for either)"
     )
+
+
+class CancelRequest(BaseModel):
+    """The body of ``POST /api/imports/{import_id}/cancel`` (contract section 12)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(
+        description="any reason for the whole import (e.g. `wrong_file`); with `order_refs` one "
+        "of `refunded`, `order_cancelled`, `test_order`, `duplicate_order`"
+    )
+    order_refs: list[str] | None = Field(
+        default=None,
+        max_length=MAX_ORDER_REFS,
+        description="only these orders' requests; left out: every request of the import",
+    )
+    dry_run: bool = Field(default=False, description="count, change nothing")
+
+
+class Cancellation(BaseModel):
+    """What a cancellation did (or, in a dry run, would do)."""
+
+    import_id: str
+    merchant_id: str
+    reason: str
+    order_refs: list[str] | None = Field(description="the orders asked; null: the whole import")
+    dry_run: bool
+    cancelled: int = Field(description="requests not yet due, now cancelled")
+    already_due: int = Field(description="requests already due, left as they are")
+    already_cancelled: int = Field(description="requests cancelled before")
+    not_found: int = Field(description="order references with no request in this import")
+
+
+class CancellationItem(BaseModel):
+    """One row of ``cancellations``, as an import's page lists it."""
+
+    cancelled_at: dt.datetime
+    cancelled_by: str
+    reason: str
+    order_refs: list[str] | None
+    cancelled: int
+    already_due: int
+    already_cancelled: int
+    not_found: int
+
+    @field_validator("order_refs", mode="before")
+    @classmethod
+    def _from_json(cls, value: object) -> object:
+        """The table keeps the list as JSON text."""
+        return json.loads(value) if isinstance(value, str) else value
 
 
 class ImportList(BaseModel):
