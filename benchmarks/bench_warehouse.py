@@ -160,7 +160,7 @@ def explain(engine: Engine, refs: list[str]) -> str:
 
     chunk = refs if engine.dialect.name == "postgresql" else refs[: warehouse.IN_CHUNK]
     query = warehouse.found_query(
-        engine, ReviewRequestRow.order_ref, chunk, ReviewRequestRow.merchant_id == MERCHANT
+        engine, ReviewRequestRow.order_ref, chunk, *warehouse.proof_conditions(MERCHANT)
     )
     compiled = query.compile(engine, compile_kwargs={"render_postcompile": True})
     with engine.connect() as connection:
