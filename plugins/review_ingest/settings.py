@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+from review_ingest.errors import ConfigError
+
+T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INCLUDE_DIR = REPO_ROOT / "include"
@@ -80,18 +86,13 @@ DEFAULT_RETENTION_DAYS = 365
 
 def retention_days() -> int:
     """``$REVIEW_INGEST_RETENTION_DAYS``: a whole number of days, at least 1."""
-    from review_ingest.errors import ConfigError
-
-    text = os.environ.get("REVIEW_INGEST_RETENTION_DAYS") or str(DEFAULT_RETENTION_DAYS)
-    try:
-        days = int(text)
-    except ValueError:
-        days = 0
-    if days < 1:
-        raise ConfigError(
-            f"REVIEW_INGEST_RETENTION_DAYS must be a whole number of days, at least 1, not {text!r}"
-        )
-    return days
+    return _checked(
+        "REVIEW_INGEST_RETENTION_DAYS",
+        DEFAULT_RETENTION_DAYS,
+        int,
+        lambda days: days >= 1,
+        "a whole number of days, at least 1",
+    )
 
 
 #: An upload from the browser waits this long for "Import data" (contract section 12).
@@ -100,15 +101,25 @@ DEFAULT_STAGING_HOURS = 24
 
 def staging_hours() -> float:
     """``$REVIEW_INGEST_STAGING_HOURS``: how long a checked upload is kept, more than 0."""
-    from review_ingest.errors import ConfigError
+    return _checked(
+        "REVIEW_INGEST_STAGING_HOURS",
+        DEFAULT_STAGING_HOURS,
+        float,
+        lambda hours: hours > 0,
+        "a number of hours above 0",
+    )
 
-    text = os.environ.get("REVIEW_INGEST_STAGING_HOURS") or str(DEFAULT_STAGING_HOURS)
+
+def _checked(
+    name: str, default: T, parse: Callable[[str], T], accept: Callable[[T], bool], wanted: str
+) -> T:
+    """``$name`` (else ``default``) read with ``parse``; a ConfigError naming the variable and
+    what it must be when the value does not parse or is not accepted."""
+    text = os.environ.get(name) or str(default)
     try:
-        hours = float(text)
+        value = parse(text)
     except ValueError:
-        hours = 0.0
-    if not hours > 0:
-        raise ConfigError(
-            f"REVIEW_INGEST_STAGING_HOURS must be a number of hours above 0, not {text!r}"
-        )
-    return hours
+        raise ConfigError(f"{name} must be {wanted}, not {text!r}") from None
+    if not accept(value):
+        raise ConfigError(f"{name} must be {wanted}, not {text!r}")
+    return value
