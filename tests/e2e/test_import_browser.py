@@ -30,62 +30,30 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from selenium import webdriver
-from selenium.common.exceptions import (
-    NoSuchElementException,
-    StaleElementReferenceException,
-    TimeoutException,
-)
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
 from tests.kit.api_server import ARTIFACTS_DIR, UI_PREFIX
+from tests.kit.browser import ChromeSession, chrome, remove_shots, require_chromium
+from tests.kit.browser import is_local as _is_local
 from tests.kit.factories import sample_for_yesterday, yesterday
 from tests.kit.ui_command import USER, UiCommand, running, start_ui
 
 pytestmark = pytest.mark.ui
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1440,1200",
-    # Every frame in one renderer, so that the performance log sees the iframe's requests too.
-    "--disable-site-isolation-trials",
-    "--disable-features=IsolateOrigins,site-per-process",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
-]
-LOCAL_HOSTS = {"127.0.0.1", "localhost"}
-#: Schemes that fetch nothing from a network: inline data, and Chromium's own pages.
-LOCAL_SCHEMES = {"data", "blob", "about", "chrome", "chrome-untrusted", "devtools"}
-#: A page, an element, a redirect: what a person waits for without thinking about it.
-WAIT_SECONDS = 45.0
+WINDOW_HEIGHT = 1200
 #: A person watching the upload's page until the scheduler has run the import.
 RUN_SECONDS = 300.0
 SHOT_PREFIX = "import-"
 
-#: Airflow's left navigation: its buttons carry their title as aria-label.
-AIRFLOW_NAV = "//*[@aria-label='Home']"
 MERCHANT = "demo-website"
 TEMPLATE = "website"
 IMPORT_DAG = "orders_upload_import"
@@ -163,132 +131,12 @@ def order_file(folder: Path) -> OrderFile:
 # -- the browser ------------------------------------------------------------------------------
 
 
-class Browser:
-    """Headless Chromium on the UI command's Airflow: waits, navigation and screenshots."""
+class Browser(ChromeSession):
+    """The Chrome session on the UI command's Airflow ``ui``."""
 
     def __init__(self, driver: WebDriver, ui: UiCommand) -> None:
-        self.driver = driver
+        super().__init__(driver, ui.base_url, shot_name=SHOT_PREFIX + "{n}-{name}.png")
         self.ui = ui
-        self.requested: list[str] = []
-        self.shots: list[Path] = []
-
-    def url(self, path: str) -> str:
-        return self.ui.base_url + path
-
-    def wait(
-        self,
-        condition: Callable[[WebDriver], Any],
-        what: str,
-        seconds: float = WAIT_SECONDS,
-        every: float = 0.2,
-    ) -> Any:
-        """``condition``'s first true value within ``seconds``; AssertionError naming ``what``
-        (and a screenshot) otherwise. A page that reloads under it is tried again."""
-        ignored = (NoSuchElementException, StaleElementReferenceException)
-        try:
-            return WebDriverWait(
-                self.driver, seconds, poll_frequency=every, ignored_exceptions=ignored
-            ).until(condition)
-        except TimeoutException:
-            shot = self.shot("timeout")
-            raise AssertionError(
-                f"waited {seconds:.0f} s for {what}; page {self.page_url()!r}, screenshot {shot}"
-            ) from None
-
-    def find(self, by: str, value: str, what: str | None = None) -> WebElement:
-        """The first displayed element matching, waited for."""
-        return self.wait(lambda d: _displayed(d.find_elements(by, value)), what or value)
-
-    def shot(self, name: str) -> Path:
-        """A screenshot of the whole window in ``test-artifacts/ui/import-<n>-<name>.png``."""
-        ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
-        path = ARTIFACTS_DIR / f"{SHOT_PREFIX}{len(self.shots) + 1}-{name}.png"
-        self.driver.save_screenshot(str(path))
-        self.shots.append(path)
-        print(f"screenshot: {path}")
-        return path
-
-    def page_url(self) -> str:
-        """The address of the document the driver is in (the iframe's, inside one)."""
-        return self.driver.execute_script("return document.location.href")
-
-    def page_path(self) -> str:
-        return urlsplit(self.page_url()).path
-
-    def open_from_airflow_nav(self, name: str) -> None:
-        """From Airflow's home page, the navigation entry ``name``: left in the UI's own page
-        (Airflow's iframe at /plugin/<url_route>, or a new tab)."""
-        self._back_to_airflow()
-        self.driver.get(self.url("/"))
-        self.find(By.XPATH, AIRFLOW_NAV, "Airflow's navigation")
-        entry = f"//*[@aria-label='{name}' or (self::a and normalize-space(.)='{name}')]"
-        # The plugins' entries come with a later API answer than the rest of the navigation.
-        link = self.find(By.XPATH, entry, f"the navigation entry {name!r}")
-        handles = set(self.driver.window_handles)
-        link.click()
-
-        def opened(driver: WebDriver) -> bool:
-            new = set(driver.window_handles) - handles
-            if new:
-                driver.switch_to.window(new.pop())
-                return True
-            frames = driver.find_elements(By.CSS_SELECTOR, "iframe")
-            if "/plugin/" in urlsplit(driver.current_url).path and frames:
-                driver.switch_to.frame(frames[0])
-                return True
-            return urlsplit(driver.current_url).path.startswith(UI_PREFIX + "/")
-
-        self.wait(opened, f"{name!r} to open")
-
-    def _back_to_airflow(self) -> None:
-        """One tab again, out of any iframe."""
-        main = self.driver.window_handles[0]
-        for handle in self.driver.window_handles[1:]:
-            self.driver.switch_to.window(handle)
-            self.driver.close()
-        self.driver.switch_to.window(main)
-        self.driver.switch_to.default_content()
-
-    def submit(self, button: WebElement, what: str) -> None:
-        """Click a button or a link and wait for the next document in this frame or tab."""
-        old_document = self.driver.find_element(By.TAG_NAME, "html")
-        button.click()
-        self.wait(lambda d: _stale(old_document), what)
-        self.wait(lambda d: d.execute_script("return document.readyState") == "complete", what)
-
-    def drain_logs(self) -> None:
-        """Every URL the pages requested so far, from Chrome's performance log."""
-        for entry in self.driver.get_log("performance"):
-            message = json.loads(entry["message"])["message"]
-            params = message.get("params", {})
-            if message.get("method") == "Network.requestWillBeSent":
-                self.requested.append(params["request"]["url"])
-            elif message.get("method") == "Network.webSocketCreated":
-                self.requested.append(params["url"])
-
-    def off_loopback(self) -> list[str]:
-        self.drain_logs()
-        return sorted({url for url in self.requested if not _is_local(url)})
-
-
-def _displayed(elements: list[WebElement]) -> WebElement | bool:
-    shown = [element for element in elements if element.is_displayed()]
-    return shown[0] if shown else False
-
-
-def _stale(element: WebElement) -> bool:
-    try:
-        element.is_enabled()
-    except StaleElementReferenceException:
-        return True
-    return False
-
-
-def _is_local(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme in LOCAL_SCHEMES or (
-        parts.scheme in ("http", "https", "ws", "wss") and parts.hostname in LOCAL_HOSTS
-    )
 
 
 def table_facts(table: WebElement) -> dict[str, str]:
@@ -369,39 +217,20 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiCommand]:
 @pytest.fixture(scope="module")
 def browser(ui: UiCommand, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
     """Headless Chromium with a fresh profile, loopback only, its requests logged."""
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
-    if missing:
-        pytest.fail(f"{', '.join(missing)} missing: run scripts/ensure_chromium.sh", pytrace=False)
-    for old in ARTIFACTS_DIR.glob(f"{SHOT_PREFIX}*.png"):  # this run's screenshots only
-        old.unlink()
-    root = tmp_path_factory.mktemp("chromium")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={root / 'profile'}"]:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    service = Service(executable_path=str(CHROMEDRIVER), log_output=str(root / "chromedriver.log"))
-    driver = webdriver.Chrome(service=service, options=options)
     try:
-        driver.set_page_load_timeout(WAIT_SECONDS)
+        require_chromium()
+    except RuntimeError as error:
+        pytest.fail(str(error), pytrace=False)
+    remove_shots(f"{SHOT_PREFIX}*.png")  # this run's screenshots only
+    root = tmp_path_factory.mktemp("chromium")
+    with chrome(root, window_height=WINDOW_HEIGHT) as driver:
         yield Browser(driver, ui)
-    finally:
-        driver.quit()
 
 
 @pytest.fixture(scope="module")
 def logged_in(browser: Browser) -> Browser:
     """Logged in as ui.sh's user on Airflow's own login form, the way a person does."""
-    browser.driver.get(browser.url("/"))
-    browser.wait(lambda d: "/auth/login" in d.current_url, "Airflow's redirect to its login page")
-    browser.find(By.NAME, "username", "the login form").send_keys(USER)
-    browser.find(By.NAME, "password").send_keys(browser.ui.password())
-    browser.find(By.CSS_SELECTOR, "button[type=submit]").click()
-    browser.wait(
-        lambda d: "/auth/login" not in d.current_url and d.get_cookie("_token"),
-        "the login to finish (the _token cookie)",
-    )
-    browser.find(By.XPATH, AIRFLOW_NAV, "Airflow's home page and its navigation")
+    browser.log_in(USER, browser.ui.password())
     return browser
 
 

@@ -15,48 +15,21 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.kit.api_server import ARTIFACTS_DIR, UI_PREFIX, VIEWER, UiServer
+from tests.kit.browser import ChromeSession, chrome, remove_shots, require_chromium
+from tests.kit.browser import is_local as _is_local
 from tests.kit.warehouse import query
 
 pytestmark = pytest.mark.ui
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = ARTIFACTS_DIR
-#: python-svc.md: without the background-networking flags Chromium calls out at every start.
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1440,1000",
-    # Every frame in one renderer, so that the performance log sees every frame's requests.
-    "--disable-site-isolation-trials",
-    "--disable-features=IsolateOrigins,site-per-process",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
-]
-LOCAL_HOSTS = {"127.0.0.1", "localhost"}
-HARMLESS_SCHEMES = {"data", "blob", "about"}
-#: Chromium's own pages and their resources, never fetched from a network.
-BROWSER_SCHEMES = {"chrome", "chrome-untrusted", "devtools"}
-WAIT_SECONDS = 45.0
-
-#: Airflow's left navigation: its buttons carry their title as aria-label.
-AIRFLOW_NAV = "//*[@aria-label='Home']"
+WINDOW_HEIGHT = 1000
 MERCHANT = "shop-web"
 STATUS = "scheduled"
 
@@ -64,268 +37,33 @@ STATUS = "scheduled"
 # -- the browser -----------------------------------------------------------------------------
 
 
-class Browser:
-    """A Selenium Chrome session with the bookkeeping the tests need."""
+class Browser(ChromeSession):
+    """The Chrome session on the test API server ``server``, downloads into ``downloads``."""
 
-    def __init__(self, driver, downloads: Path, server: UiServer) -> None:
-        self.driver = driver
-        self.downloads = downloads
+    def __init__(self, driver: WebDriver, downloads: Path, server: UiServer) -> None:
+        super().__init__(driver, server.base_url, downloads=downloads)
         self.server = server
-        self.requested: list[str] = []
-        self.internal: list[str] = []
-        self.console: list[str] = []
-        self.shots: list[Path] = []
-
-    # -- what the pages asked for --------------------------------------------------------
-
-    def drain_logs(self) -> None:
-        """Move Chrome's performance log (every request of every page) into ``requested``."""
-        for entry in self.driver.get_log("performance"):
-            message = json.loads(entry["message"])["message"]
-            params = message.get("params", {})
-            if message.get("method") == "Network.requestWillBeSent":
-                url, document = params["request"]["url"], params.get("documentURL", "")
-                if _browser_internal(url) and _browser_internal(document):
-                    # Chromium's own pages (a new tab's page): not one of the pages tested.
-                    self.internal.append(url)
-                else:
-                    self.requested.append(url)
-            elif message.get("method") == "Network.webSocketCreated":
-                self.requested.append(params["url"])
-        for entry in self.driver.get_log("browser"):
-            if entry.get("level") == "SEVERE":
-                self.console.append(entry.get("message", "")[:300])
-
-    def off_loopback(self) -> list[str]:
-        self.drain_logs()
-        return sorted({url for url in self.requested if not _is_local(url)})
-
-    # -- screenshots ---------------------------------------------------------------------
-
-    def shot(self, name: str) -> Path:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        path = ARTIFACTS / f"{len(self.shots) + 1:02d}-{name}.png"
-        self.driver.save_screenshot(str(path))
-        self.shots.append(path)
-        print(f"screenshot: {path}")
-        return path
-
-    # -- waiting -------------------------------------------------------------------------
-
-    def wait(self, condition: Callable, what: str, seconds: float = WAIT_SECONDS):
-        from selenium.common.exceptions import (
-            NoSuchElementException,
-            StaleElementReferenceException,
-            TimeoutException,
-        )
-        from selenium.webdriver.support.ui import WebDriverWait
-
-        # A page that navigates under the condition makes its elements stale: try again.
-        ignored = (NoSuchElementException, StaleElementReferenceException)
-        try:
-            return WebDriverWait(
-                self.driver, seconds, poll_frequency=0.2, ignored_exceptions=ignored
-            ).until(condition)
-        except TimeoutException:
-            shot = self.shot("timeout")
-            raise AssertionError(
-                f"waited {seconds:.0f} s for {what}; page {self.driver.current_url!r}, "
-                f"screenshot {shot}"
-            ) from None
-
-    def find(self, by: str, value: str, what: str | None = None):
-        return self.wait(
-            lambda d: _displayed(d.find_elements(by, value)), what or f"{by} {value!r}"
-        )
-
-    def download(self, click: Callable[[], None], what: str) -> Path:
-        """Click, then wait for one new complete file in the download folder."""
-        before = set(self.downloads.iterdir())
-        click()
-        deadline = time.monotonic() + WAIT_SECONDS
-        while time.monotonic() < deadline:
-            new = [
-                p
-                for p in set(self.downloads.iterdir()) - before
-                if not p.name.endswith((".crdownload", ".tmp")) and p.stat().st_size > 0
-            ]
-            if new:
-                return max(new, key=lambda p: p.stat().st_mtime)
-            time.sleep(0.2)
-        shot = self.shot("no-download")
-        raise AssertionError(f"no {what} was downloaded in {WAIT_SECONDS:.0f} s; screenshot {shot}")
-
-    # -- Airflow's navigation ------------------------------------------------------------
-
-    def open_from_airflow_nav(self, name: str) -> None:
-        """From Airflow's home page, the nav entry ``name`` (under "Plugins" when grouped).
-
-        Airflow 3.3 shows a ``destination: nav`` external view with a ``url_route`` in an iframe
-        at ``/plugin/<url_route>``; without one, as a link opening a new tab. Either way this
-        leaves the driver in the UI's own page (the iframe, or the new tab).
-        """
-        from selenium.webdriver.common.by import By
-
-        self._back_to_airflow()
-        self.driver.get(self.server.url("/"))
-        self.find(By.XPATH, AIRFLOW_NAV, "Airflow's navigation")
-        entry = (
-            f"//*[@aria-label={_xpath_str(name)} or "
-            f"(self::a and normalize-space(.)={_xpath_str(name)}) or "
-            f"(@role='menuitem' and normalize-space(.)={_xpath_str(name)})]"
-        )
-        plugins = "//*[@aria-label='Plugins']"
-        # The plugins' entries come with a later API answer than the rest of the navigation:
-        # wait for the entry itself or for the "Plugins" menu that would group it.
-        shown = self.wait(
-            lambda d: _displayed(d.find_elements(By.XPATH, f"{entry} | {plugins}")),
-            f"the navigation entry {name!r} or the Plugins menu",
-        )
-        if shown.get_attribute("aria-label") == "Plugins" and name != "Plugins":
-            shown.click()
-        link = self.find(By.XPATH, entry, f"the navigation entry {name!r}")
-        handles = set(self.driver.window_handles)
-        link.click()
-        deadline = time.monotonic() + WAIT_SECONDS
-        while time.monotonic() < deadline:
-            new = set(self.driver.window_handles) - handles
-            if new:
-                self.driver.switch_to.window(new.pop())
-                return
-            if "/plugin/" in urlsplit(self.driver.current_url).path:
-                frame = self.find(By.CSS_SELECTOR, "iframe", "the plugin's iframe")
-                self.driver.switch_to.frame(frame)
-                return
-            if urlsplit(self.driver.current_url).path.startswith(UI_PREFIX + "/"):
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"{name!r} opened nothing; page {self.driver.current_url!r}")
-
-    def _back_to_airflow(self) -> None:
-        """One tab again, out of any iframe."""
-        main = self.driver.window_handles[0]
-        for handle in self.driver.window_handles[1:]:
-            self.driver.switch_to.window(handle)
-            self.driver.close()
-        self.driver.switch_to.window(main)
-        self.driver.switch_to.default_content()
-
-    def follow(self, element) -> None:
-        """Click a link and wait for what it opens: a new tab (continue there) or a new page
-        in this one (the old document goes stale)."""
-        from selenium.common.exceptions import StaleElementReferenceException
-        from selenium.webdriver.common.by import By
-
-        handles = set(self.driver.window_handles)
-        old_document = self.driver.find_element(By.TAG_NAME, "html")
-        element.click()
-        deadline = time.monotonic() + WAIT_SECONDS
-        while time.monotonic() < deadline:
-            new = set(self.driver.window_handles) - handles
-            if new:
-                self.driver.switch_to.window(new.pop())
-                return
-            try:
-                old_document.is_enabled()
-            except StaleElementReferenceException:
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"the link opened nothing; page {self.driver.current_url!r}")
-
-    def page_path(self) -> str:
-        return urlsplit(self.driver.execute_script("return document.location.href")).path
-
-
-def _is_local(url: str) -> bool:
-    parts = urlsplit(url)
-    if parts.scheme in HARMLESS_SCHEMES:
-        return True
-    return parts.scheme in ("http", "https", "ws", "wss") and parts.hostname in LOCAL_HOSTS
-
-
-def _browser_internal(url: str) -> bool:
-    return urlsplit(url).scheme in BROWSER_SCHEMES
-
-
-def _displayed(elements: list) -> object:
-    shown = [e for e in elements if e.is_displayed()]
-    return shown[0] if shown else False
-
-
-def _xpath_str(text: str) -> str:
-    assert "'" not in text
-    return f"'{text}'"
-
-
-def _chromium_or_fail() -> None:
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
-    if missing:
-        pytest.fail(
-            f"{' and '.join(missing)} missing: install Debian's chromium and chromium-driver "
-            "with scripts/ensure_chromium.sh (scripts/test.sh runs it)",
-            pytrace=False,
-        )
 
 
 @pytest.fixture(scope="module")
 def browser(ui_server: UiServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
     """Headless Chromium, fresh profile, downloads into a temporary folder."""
-    _chromium_or_fail()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    for old in ARTIFACTS.glob("*.png"):  # this run's screenshots only
-        old.unlink()
+    try:
+        require_chromium()
+    except RuntimeError as error:
+        pytest.fail(str(error), pytrace=False)
+    remove_shots("*.png")  # this run's screenshots only
     root = tmp_path_factory.mktemp("chromium")
     downloads = root / "downloads"
     downloads.mkdir()
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={root / 'profile'}")
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    options.add_experimental_option(
-        "prefs",
-        {
-            "download.default_directory": str(downloads),
-            "download.prompt_for_download": False,
-            "download.directory_upgrade": True,
-            "safebrowsing.enabled": False,
-        },
-    )
-    service = Service(executable_path=str(CHROMEDRIVER), log_output=str(root / "chromedriver.log"))
-    driver = webdriver.Chrome(service=service, options=options)
-    try:
-        driver.set_page_load_timeout(WAIT_SECONDS)
-        driver.execute_cdp_cmd(
-            "Browser.setDownloadBehavior",
-            {"behavior": "allow", "downloadPath": str(downloads), "eventsEnabled": True},
-        )
+    with chrome(root, window_height=WINDOW_HEIGHT, downloads=downloads) as driver:
         yield Browser(driver, downloads, ui_server)
-    finally:
-        driver.quit()
 
 
 @pytest.fixture(scope="module")
 def logged_in(browser: Browser) -> Browser:
     """Logged in as the viewer on Airflow's own login page, the way a person does."""
-    from selenium.webdriver.common.by import By
-
-    server = browser.server
-    browser.driver.get(server.url("/"))
-    browser.wait(lambda d: "/auth/login" in d.current_url, "Airflow's redirect to its login page")
-    user = browser.find(By.NAME, "username", "the login form")
-    browser.shot("airflow-login")
-    user.send_keys(VIEWER)
-    browser.find(By.NAME, "password").send_keys(server.passwords[VIEWER])
-    browser.find(By.CSS_SELECTOR, "button[type=submit]").click()
-    browser.wait(
-        lambda d: "/auth/login" not in d.current_url and d.get_cookie("_token"),
-        "the login to finish (the _token cookie)",
-    )
-    browser.find(By.XPATH, AIRFLOW_NAV, "Airflow's home page and its navigation")
-    browser.shot("airflow-home")
+    browser.log_in(VIEWER, browser.server.passwords[VIEWER], shots=True)
     return browser
 
 
