@@ -473,12 +473,7 @@ def status(upload: Upload, engine: Engine, *, run_failed: bool = False) -> Uploa
 def as_dict(upload: Upload, state: UploadState) -> dict[str, Any]:
     """The API's object (contract section 12)."""
     body: dict[str, Any] = {
-        "upload_id": upload.upload_id,
-        "merchant_id": upload.merchant_id,
-        "file_name": upload.file_name,
-        "size_bytes": upload.size_bytes,
-        "sha256": upload.sha256,
-        "send_now": upload.send_now,
+        **_identity(upload),
         "state": state.state,
         "report": upload.report,
         "expires_at": _iso(upload.expires_at),
@@ -496,7 +491,8 @@ def as_dict(upload: Upload, state: UploadState) -> dict[str, Any]:
 # -- records --------------------------------------------------------------------------------
 
 
-def _record(upload: Upload) -> dict[str, Any]:
+def _identity(upload: Upload) -> dict[str, Any]:
+    """What names an upload and its bytes, in the API's object and in its record alike."""
     return {
         "upload_id": upload.upload_id,
         "merchant_id": upload.merchant_id,
@@ -504,6 +500,12 @@ def _record(upload: Upload) -> dict[str, Any]:
         "size_bytes": upload.size_bytes,
         "sha256": upload.sha256,
         "send_now": upload.send_now,
+    }
+
+
+def _record(upload: Upload) -> dict[str, Any]:
+    return {
+        **_identity(upload),
         "created_at": upload.created_at.isoformat(),
         "expires_at": upload.expires_at.isoformat(),
         "report": upload.report,
