@@ -20,7 +20,7 @@ import pytest
 
 from review_ingest.core.merchants import load_merchants
 from review_ingest.pipeline.ingest import Ingest
-from tests.kit.airflow_env import airflow_conn_json
+from tests.kit.airflow_env import airflow_conn_json, fresh_review_app
 from tests.kit.factories import write_merchants, yesterday
 from tests.kit.postgres import new_database
 from tests.kit.warehouse import query
@@ -126,6 +126,7 @@ def ui(
         ingest = Ingest(root / "data", load_merchants(merchants), warehouse_url, data_docs=False)
         (root / "in").mkdir()
         purge_cached_app()
+        fresh_review_app()
         with TestClient(create_app()) as client:
             tokens = {}
             for user, password in passwords.items():
@@ -135,6 +136,7 @@ def ui(
             yield Ui(client, tokens, ingest, root / "in", warehouse_url)
         ingest.engine.dispose()
         purge_cached_app()
+        fresh_review_app()
 
 
 # --- the API -------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from review_ingest.store import warehouse
 from review_ingest.store.models import ImportRow
 from review_ingest.web import queries
 from tests.fixtures.auth_manager import NO_BACKFILL, OUTSIDER
-from tests.kit.airflow_env import airflow_conn_json
+from tests.kit.airflow_env import airflow_conn_json, fresh_review_app
 from tests.kit.api_server import AUTH_MANAGER, MERCHANTS, ImportMade, build_data, sample_files
 from tests.kit.factories import sample_for_yesterday
 from tests.kit.postgres import new_database
@@ -176,6 +176,7 @@ def ui(
         }.items():
             env.setenv(name, value)
         purge_cached_app()  # a fresh auth manager of the class configured above
+        fresh_review_app()  # and a UI on this module's warehouse
         with TestClient(create_app()) as client:
             tokens = {}
             for user, password in passwords.items():
@@ -185,6 +186,7 @@ def ui(
             contents = [content for *_, content in sample_files()]
             yield Ui(client, tokens, data_dir, warehouse_url, made, personal_values(contents))
         purge_cached_app()
+        fresh_review_app()
 
 
 def route(ui: Ui, template: str) -> str:

@@ -59,3 +59,15 @@ def migrate_metadata(env: dict[str, str], log_path: Path, timeout: float = 300.0
     code = run_group([str(AIRFLOW), "db", "migrate"], log_path, timeout, env=env, cwd=REPO)
     if code != 0:
         raise RuntimeError(f"airflow db migrate failed ({code}):\n{log_tail(log_path, 30)}")
+
+
+def fresh_review_app() -> None:
+    """Airflow's next app builds the review UI anew: the plugin keeps the UI it built for the
+    process, with the warehouse of the module that first used it."""
+    from airflow import plugins_manager
+
+    from review_ingest.web.lazy import BuiltOnFirstUse
+
+    for entry in plugins_manager.get_fastapi_plugins()[0]:
+        if isinstance(entry["app"], BuiltOnFirstUse):
+            entry["app"].forget()

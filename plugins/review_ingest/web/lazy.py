@@ -37,5 +37,11 @@ class BuiltOnFirstUse:
                 self._app = getattr(importlib.import_module(module), name)()
         return self._app
 
+    def forget(self) -> None:
+        """Drop the built app, so that the next request builds it again with the settings then
+        in force (a process whose warehouse changes, as tests switch theirs)."""
+        with self._lock:
+            self._app = None
+
     def __repr__(self) -> str:
         return f"BuiltOnFirstUse({self.factory!r})"
