@@ -8,7 +8,9 @@ then ``VACUUM ANALYZE``). At each size:
   ordinary new file) and refs it already has (a file sent again); with the ``EXPLAIN (ANALYZE,
   BUFFERS)`` of one of its chunks, to show which index it uses;
 - the load of a valid 5 MB file by the real pipeline (``Ingest.import_file``, in this process,
-  after an untimed warm-up import: no interpreter start, no library import), ``--loads`` files.
+  after an untimed warm-up import: no interpreter start, no library import), ``--loads`` files;
+  each followed by the load of another one with the trigger that counts the new requests into
+  the rollup ``request_counts`` (migration 0007) disabled, to show what that trigger costs.
 
     .venv/bin/python -m benchmarks.bench_warehouse                      # ~12 min, ~5 GB of disk
     .venv/bin/python -m benchmarks.bench_warehouse --sizes 0,100000,1000000 --loads 1
@@ -27,7 +29,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +96,7 @@ class Size:
     lookup_known_s: list[float] = field(default_factory=list)
     known_found: int = 0
     load_s: list[float] = field(default_factory=list)
+    load_without_trigger_s: list[float] = field(default_factory=list)
     plan: str = ""
 
     @property
@@ -113,6 +117,8 @@ class Size:
             "known_found": self.known_found,
             "load_median_s": _median(self.load_s),
             "load_runs_s": _rounded(self.load_s),
+            "load_without_trigger_median_s": _median(self.load_without_trigger_s),
+            "load_without_trigger_runs_s": _rounded(self.load_without_trigger_s),
             "plan_uses_index": self.plan_uses_index,
             "plan": self.plan,
         }
@@ -192,17 +198,38 @@ def measure_lookups(engine: Engine, size: Size, repeat: int) -> None:
 
 
 def measure_loads(ingest: Any, tmp: Path, size: Size, loads: int) -> None:
-    """Import ``loads`` new valid 5 MB files (orders the merchant never sent) in this process."""
+    """Import ``loads`` new valid 5 MB files (orders the merchant never sent) in this process,
+    each followed by one with the rollup's insert trigger disabled."""
     for number in range(loads):
-        path = tmp / f"load_{size.rows}_{number}.csv"
-        rng = random.Random(f"{size.rows}-{number}")
-        rows = valid_rows(f"L{size.rows}x{number}-", paris_today(), rng)
-        write_rows(path, rows, BIG_FILE_BYTES, None)
-        seconds, outcome = timed(functools.partial(ingest.import_file, path, MERCHANT, "upload"))
-        if outcome.record.status != "loaded" or outcome.record.error_rows:
-            raise SystemExit(f"benchmark: load at {size.rows:,} rows: {outcome.record.status}")
-        size.load_s.append(seconds)
-        path.unlink()
+        size.load_s.append(load_one(ingest, tmp, size.rows, f"{number}"))
+        with rollup_trigger_disabled(ingest.engine):
+            size.load_without_trigger_s.append(load_one(ingest, tmp, size.rows, f"{number}n"))
+
+
+def load_one(ingest: Any, tmp: Path, rows_now: int, label: str) -> float:
+    """The seconds of one new valid 5 MB file's import."""
+    path = tmp / f"load_{rows_now}_{label}.csv"
+    rows = valid_rows(f"L{rows_now}x{label}-", paris_today(), random.Random(f"{rows_now}-{label}"))
+    write_rows(path, rows, BIG_FILE_BYTES, None)
+    seconds, outcome = timed(functools.partial(ingest.import_file, path, MERCHANT, "upload"))
+    if outcome.record.status != "loaded" or outcome.record.error_rows:
+        raise SystemExit(f"benchmark: load at {rows_now:,} rows: {outcome.record.status}")
+    path.unlink()
+    return seconds
+
+
+@contextmanager
+def rollup_trigger_disabled(engine: Engine) -> Iterator[None]:
+    """The trigger that counts new requests into ``request_counts`` off, then on again (the
+    rollup misses those loads: this database is thrown away)."""
+    statement = "ALTER TABLE review_requests {} TRIGGER request_counts_insert"
+    with engine.begin() as connection:
+        connection.exec_driver_sql(statement.format("DISABLE"))
+    try:
+        yield
+    finally:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(statement.format("ENABLE"))
 
 
 def warm_up(ingest: Any, tmp: Path) -> None:
@@ -237,7 +264,8 @@ def run(sizes: list[int], repeat: int, loads: int) -> list[Size]:
                 print(
                     f"  lookup {_median(size.lookup_new_s):.3f} s (new refs), "
                     f"{_median(size.lookup_known_s):.3f} s ({size.known_found:,} known); "
-                    f"load {_median(size.load_s):.2f} s",
+                    f"load {_median(size.load_s):.2f} s, "
+                    f"{_median(size.load_without_trigger_s):.2f} s without the rollup's trigger",
                     flush=True,
                 )
                 results.append(size)
@@ -275,6 +303,14 @@ def verdicts(results: list[Size]) -> list[Ratio]:
                 LOAD_TOLERANCE,
             )
         )
+    for size in results:
+        found.append(
+            Ratio(
+                f"load at {size.rows:,} rows, with / without the rollup's trigger",
+                _median(size.load_s) / _median(size.load_without_trigger_s),
+                LOAD_TOLERANCE,
+            )
+        )
     return found
 
 
@@ -290,13 +326,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def report(results: list[Size], found: list[Ratio], out: Path) -> None:
     print(
         f"\n{'rows':>12} {'fill s':>8} {'MB':>7} {'lookup new s':>13} {'known s':>8} {'load s':>8}"
+        f" {'no trigger s':>12}"
     )
     for size in results:
         d = size.as_dict()
         print(
             f"{size.rows:>12,} {d['fill_s']:>8} {d['table_and_indexes_mb']:>7} "
             f"{d['lookup_new_median_s']:>13} {d['lookup_known_median_s']:>8} "
-            f"{d['load_median_s']:>8}"
+            f"{d['load_median_s']:>8} {d['load_without_trigger_median_s']:>12}"
         )
     print(f"\nplan at {results[-1].rows:,} rows:\n{results[-1].plan}")
     print_verdicts(found)

@@ -7,7 +7,10 @@ merchant's SFTP server) and touches no other file. Loaded, the import is recorde
 `backfill` and the file moves like any other.
 
 The task updates the Asset `review_requests` with its counts (a dry run says so and counts
-no request).
+no request). A file that loads (or is rejected) has its report e-mailed to the merchant's
+`notify` list; **notify_data_team** runs last, whatever happened (a teardown: the run's state
+stays the import's), e-mails `REVIEW_INGEST_ALERT_EMAILS` when the file was rejected or the
+import failed, and sends the outbox through `smtp_default`.
 
 Params: `merchant_id`, `file`, `source` (`upload` or `sftp`), `dry_run` (check and report, load
 nothing, move nothing: on by default), `send_now` (treat every delay as 0).
@@ -16,7 +19,7 @@ nothing, move nothing: on by default), `send_now` (treat every delay as 0).
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, dag, get_current_context, task, teardown
 
 from review_ingest.tasks.assets import REVIEW_REQUESTS_ASSET
 from review_ingest.tasks.dag_defaults import task_defaults
@@ -80,7 +83,15 @@ def orders_backfill():
         context["outlet_events"][REVIEW_REQUESTS].extra = extra
         return result
 
-    import_backfill_file()
+    @teardown
+    @task
+    def notify_data_team(result: dict) -> dict:
+        from review_ingest.tasks import notifications
+
+        return notifications.after_run(result)
+
+    result = import_backfill_file()
+    result >> notify_data_team(result)
 
 
 orders_backfill()

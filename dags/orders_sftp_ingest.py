@@ -17,6 +17,11 @@ uploads with source `sftp`, then moved on the server to `orders/processed/` or
 - **build_data_docs_index** rebuilds the Data Docs index once, after every task has built
   its own pages.
 - **summarize** logs each file and names the merchants of any task that failed.
+- **notify_data_team** runs last, whatever happened (a teardown: the run's state stays the
+  other tasks'): one e-mail to `REVIEW_INGEST_ALERT_EMAILS` when files were rejected or tasks
+  failed, then the outbox sent through `smtp_default` (each merchant's report on its files was
+  queued with the file's import). A file still in an inbox after its merchant's part and older
+  than `REVIEW_INGEST_STUCK_MINUTES` is told to the data team once, by `collect_merchants`.
 
 The SFTP connection of each merchant (`sftp.conn_id`) must pin the server's `host_key`.
 """
@@ -24,7 +29,7 @@ The SFTP connection of each merchant (`sftp.conn_id`) must pin the server's `hos
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import Asset, dag, task, teardown
 
 from review_ingest.tasks.assets import REVIEW_REQUESTS_ASSET
 from review_ingest.tasks.dag_defaults import task_defaults
@@ -76,10 +81,18 @@ def orders_sftp_ingest():
 
         return docs_index.build_docs_index(list(groups))
 
+    @teardown
+    @task
+    def notify_data_team(results: list[dict]) -> dict:
+        from review_ingest.tasks import notifications
+
+        return notifications.after_run(results)
+
     groups = list_sftp_merchants()
     results = collect_merchants.expand(merchant_ids=groups)
-    results >> build_data_docs_index(groups)
-    summarize(groups, results)
+    index = build_data_docs_index(groups)
+    results >> index
+    [index, summarize(groups, results)] >> notify_data_team(results)
 
 
 orders_sftp_ingest()

@@ -14,6 +14,10 @@ rename, with the import id "Import data" chose).
 - **import_upload** fails at once, without retries, for an unknown upload, one never sent to
   import, or bytes that are not the ones checked; a transient fault (the warehouse down) is
   retried. Its success updates the Asset `review_requests` with its counts.
+- **notify_data_team** runs last, whatever happened (a teardown: the run's state stays the
+  import's): one e-mail to `REVIEW_INGEST_ALERT_EMAILS` when the file was rejected or the
+  import failed, then the outbox sent through `smtp_default` (the merchant's report on the file
+  was queued with its import).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import os
 
 import pendulum
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, dag, get_current_context, task, teardown
 
 from review_ingest.tasks.assets import REVIEW_REQUESTS_ASSET
 from review_ingest.tasks.dag_defaults import task_defaults
@@ -65,7 +69,15 @@ def orders_upload_import():
         context["outlet_events"][REVIEW_REQUESTS].extra = assets.asset_extra([result])
         return result
 
-    import_upload()
+    @teardown
+    @task
+    def notify_data_team(result: dict) -> dict:
+        from review_ingest.tasks import notifications
+
+        return notifications.after_run(result)
+
+    result = import_upload()
+    result >> notify_data_team(result)
 
 
 orders_upload_import()

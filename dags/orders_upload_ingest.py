@@ -15,6 +15,10 @@ loaded as review requests, reported on, and moved to `processed/` or `rejected/`
   its own pages (the index reads up to 500 stored results: once per run, not per batch).
 - **summarize** logs one line per file and the run's totals, and fails (after the others
   are done) naming the files of any batch that failed.
+- **notify_data_team** runs last, whatever happened (a teardown: the run's state stays the
+  other tasks'): one e-mail to `REVIEW_INGEST_ALERT_EMAILS` when files were rejected or tasks
+  failed, then the outbox sent through `smtp_default` (each merchant's report on its files
+  was queued with the file's import).
 
 Reports: `<data>/reports/<merchant_id>/<import_id>/report.html`; Data Docs: `<data>/data_docs/`.
 """
@@ -24,7 +28,7 @@ from __future__ import annotations
 import os
 
 import pendulum
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import Asset, dag, task, teardown
 
 from review_ingest.tasks.assets import REVIEW_REQUESTS_ASSET
 from review_ingest.tasks.dag_defaults import task_defaults
@@ -76,11 +80,19 @@ def orders_upload_ingest():
 
         return docs_index.build_docs_index(list(batches))
 
-    check_configuration()
+    @teardown
+    @task
+    def notify_data_team(results: list[list[dict]]) -> dict:
+        from review_ingest.tasks import notifications
+
+        return notifications.after_run(results)
+
+    configuration = check_configuration()
     batches = list_new_files()
     results = ingest_batch.expand(batch=batches)
-    results >> build_data_docs_index(batches)
-    summarize(batches, results)
+    index = build_data_docs_index(batches)
+    results >> index
+    [configuration, index, summarize(batches, results)] >> notify_data_team(results)
 
 
 orders_upload_ingest()

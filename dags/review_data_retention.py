@@ -13,10 +13,17 @@ goes (contract section 11):
 - **purge_staging**: uploads from the browser staged in `<data>/staging/` longer than
   `REVIEW_INGEST_STAGING_HOURS` (default 24) and never imported are deleted (contract section
   12).
+- **purge_data_docs**: Great Expectations' validation results (`<data>/gx/`) and Data Docs
+  pages older than `REVIEW_INGEST_DOCS_RETENTION_DAYS` (default 90) are deleted, the reports
+  that linked to a deleted page say so instead, and the Data Docs index is built again.
 - **purge_sftp** runs once per group of SFTP merchants (mapped, grouped as `orders_sftp_ingest`
   groups them): the order files of `orders/processed/` and `orders/rejected/` on each server;
   one merchant's failure never stops the others, and fails the task naming it.
-- **summarize** logs the totals and fails, once the others are done, naming what failed.
+- **summarize** logs the totals, records them in the audit trail (`audit_log`, actor
+  `dag:review_data_retention`) and fails, once the others are done, naming what failed.
+- **notify_data_team** runs last, whatever happened (a teardown: the run's state stays the
+  other tasks'): one e-mail to `REVIEW_INGEST_ALERT_EMAILS` naming the tasks that failed, if
+  any, then the outbox sent through `smtp_default`.
 
 `imports`, `import_errors` and the reports stay: they hold no e-mail or name.
 """
@@ -24,7 +31,7 @@ goes (contract section 11):
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import dag, task, teardown
 
 from review_ingest.tasks.dag_defaults import task_defaults
 
@@ -65,6 +72,12 @@ def review_data_retention():
         return data_retention.staging_task()
 
     @task
+    def purge_data_docs() -> dict:
+        from review_ingest.tasks import data_retention
+
+        return data_retention.docs_task()
+
+    @task
     def list_sftp_merchants() -> list[list[str]]:
         from review_ingest.tasks import sftp_ingest
 
@@ -81,24 +94,41 @@ def review_data_retention():
 
     @task(trigger_rule="all_done", retries=0)  # it reports; a retry changes nothing
     def summarize(
-        before: str, requests, files, groups: list[list[str]], sftp_deleted, staging
+        before: str, requests, files, groups: list[list[str]], sftp_deleted, staging, docs
     ) -> dict:
+        from review_ingest.store.connections import warehouse_url_in_airflow
         from review_ingest.tasks import data_retention
 
         return data_retention.summarize_purge(
-            before, requests, files, list(groups), list(sftp_deleted), staging=staging
+            before,
+            requests,
+            files,
+            list(groups),
+            list(sftp_deleted),
+            staging=staging,
+            warehouse_url=warehouse_url_in_airflow(),
+            docs=docs,
         )
+
+    @teardown
+    @task
+    def notify_data_team() -> dict:
+        from review_ingest.tasks import notifications
+
+        return notifications.after_run()
 
     before = start()
     groups = list_sftp_merchants()
-    summarize(
+    summary = summarize(
         before,
         purge_requests(before),
         purge_files(before),
         groups,
         purge_sftp.partial(before=before).expand(merchant_ids=groups),
         purge_staging(),
+        purge_data_docs(),
     )
+    summary >> notify_data_team()
 
 
 review_data_retention()

@@ -30,10 +30,11 @@ user=${REVIEW_UI_USER:-admin}
 # 18 s; ../shared/STACK_NOTES.md saw up to 4 minutes).
 ready_seconds=${REVIEW_UI_READY_SECONDS:-300}
 SERVICES=(api-server scheduler dag-processor triggerer)
-# Unpaused at each start: the DAGs a person runs by hand from Airflow's UI, and the upload
-# ingest, so that a file dropped in data/uploads/ is imported within 10 minutes as in production.
+# Unpaused at each start: the DAGs a person runs by hand from Airflow's UI, the upload ingest
+# (a file dropped in data/uploads/ is imported within 10 minutes as in production), the mailer's
+# events (a file dropped in data/events/incoming/ loads within 15) and the notifications.
 # orders_sftp_ingest (no local SFTP merchant) and review_data_retention (it deletes) stay paused.
-UNPAUSE=(orders_backfill orders_upload_ingest)
+UNPAUSE=(orders_backfill orders_upload_ingest review_request_events review_notifications)
 # Unpaused when the DAG exists (another change adds it).
 UNPAUSE_IF_PRESENT=(orders_upload_import)
 # Each stop step: the signal sent to every process left in the services' sessions, then up to

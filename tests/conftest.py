@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.fixtures.api_server",
     "tests.fixtures.postgres",
     "tests.fixtures.sftp_server",
+    "tests.fixtures.smtp",
 ]
 
 TESTS = Path(__file__).resolve().parent

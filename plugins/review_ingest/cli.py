@@ -1,19 +1,18 @@
-"""``review-ingest``: check or import one file, cancel an import, or migrate the warehouse,
-from a shell."""
+"""``review-ingest``: check or import one file, cancel an import, answer a person's request,
+purge, check or export the audit trail, or migrate the warehouse, from a shell."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import datetime as dt
-import getpass
 import json
 import logging
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from review_ingest import settings
 from review_ingest.core import report
@@ -24,6 +23,8 @@ from review_ingest.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+
+    from review_ingest.store.audit import Verification
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--source", choices=SOURCES, default="upload")
     imp.add_argument("--json", action="store_true", help="print only the JSON report")
     sub.add_parser("migrate", help="create or upgrade the warehouse schema (Alembic)")
-    purge = sub.add_parser("purge", help="remove personal data past retention (section 11)")
+    purge = sub.add_parser(
+        "purge", help="remove personal data past retention (section 11), and old Data Docs"
+    )
     purge.add_argument("--dry-run", action="store_true", help="count, change nothing")
     purge.add_argument("--json", action="store_true", help="print the counts as JSON")
     erase = sub.add_parser("erase", help="erase a person's data (their request)")
@@ -74,7 +77,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     cancel.add_argument("--dry-run", action="store_true", help="count, change nothing")
     cancel.add_argument("--json", action="store_true", help="print the counts as JSON")
+    _audit_arguments(sub.add_parser("audit", help="check or export the audit trail"))
     return parser
+
+
+def _audit_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="audit_command", required=True)
+    verify = sub.add_parser(
+        "verify", help="recompute every entry's hash and link; exit 1 naming the first break"
+    )
+    verify.add_argument(
+        "--anchor",
+        metavar="ENTRY_ID:HASH",
+        help="an entry noted earlier (the head a verify printed): it must still be there",
+    )
+    verify.add_argument("--json", action="store_true", help="print the result as JSON")
+    export = sub.add_parser("export", help="the entries as JSON Lines, every field")
+    export.add_argument("--since", help="first day, YYYY-MM-DD (UTC, included)")
+    export.add_argument("--until", help="last day, YYYY-MM-DD (UTC, included)")
+    export.add_argument("--output", type=Path, help="write to this file (default: stdout)")
 
 
 def _person_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             return _personal_data(args)
         if args.command == "cancel":
             return _cancel(args)
+        if args.command == "audit":
+            return _audit(args)
         return _migrate()
     except (UsageError, ConfigError) as exc:
         print(f"review-ingest: {exc}", file=sys.stderr)
@@ -148,6 +171,7 @@ def _import(args: argparse.Namespace) -> int:
         data_dir=settings.data_dir(),
         merchants=read.merchants,
         warehouse_url=settings.warehouse_url(),
+        actor=_system_user(),
     )
     outcome = ingest.import_file(args.file, args.merchant, args.source)
     ingest.finish()
@@ -165,12 +189,19 @@ def _personal_data(args: argparse.Namespace) -> int:
 
     now = dt.datetime.now(dt.UTC)
     if args.command == "purge":
-        days = settings.retention_days()
+        days, docs_days = settings.retention_days(), settings.docs_retention_days()
         merchants = read_merchants(settings.merchants_file()).merchants
         engine = _engine()
         with _stdout_to_stderr():  # Airflow's SFTP hook logs to standard output
             result = retention.purge(
-                engine, settings.data_dir(), merchants, now, days, dry_run=args.dry_run
+                engine,
+                settings.data_dir(),
+                merchants,
+                now,
+                days,
+                dry_run=args.dry_run,
+                actor=_system_user(),
+                docs_days=docs_days,
             )
         for part, why in result.failures.items():
             print(f"review-ingest: purge: {part}: {why}", file=sys.stderr)
@@ -180,12 +211,18 @@ def _personal_data(args: argparse.Namespace) -> int:
     engine = _engine()
     if args.command == "erase":
         done = erasure.erase(
-            engine, settings.data_dir(), address, merchant_id, now, dry_run=args.dry_run
+            engine,
+            settings.data_dir(),
+            address,
+            merchant_id,
+            now,
+            dry_run=args.dry_run,
+            actor=_system_user(),
         )
     elif args.command == "suppress":
-        done = suppressions.suppress(engine, address, merchant_id, now)
+        done = suppressions.suppress(engine, address, merchant_id, now, actor=_system_user())
     else:
-        done = suppressions.unsuppress(engine, address, merchant_id)
+        done = suppressions.unsuppress(engine, address, merchant_id, now, actor=_system_user())
     return _print_counts(done.as_dict(), args.json, 0)
 
 
@@ -207,11 +244,91 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _system_user() -> str:
-    """Who runs the command, as ``cancellations`` records it: ``cli:<system user>``."""
+    """Who runs the command, as ``cancellations`` and the audit trail record it:
+    ``cli:<system user>``."""
+    from review_ingest.store import audit
+
+    return audit.system_actor()
+
+
+def _audit(args: argparse.Namespace) -> int:
+    """``audit verify``: 0 and one line when the chain is intact, 1 naming the first entry
+    changed or deleted. ``audit export``: JSON Lines; 2 for a usage error (a bad date)."""
+    from review_ingest.store import audit
+
+    if args.audit_command == "export":
+        since, until = _day(args.since, "--since"), _day(args.until, "--until")
+        if since and until and since > until:
+            raise UsageError(f"--since {since} is after --until {until}")
+        entries = audit.export(_engine(), since, until)
+        if args.output is None:
+            written = _write_lines(entries, sys.stdout)
+        else:
+            with _output(args.output) as stream:
+                written = _write_lines(entries, stream)
+            print(f"{written} audit entries written to {args.output}")
+        return 0
+    anchor = None if args.anchor is None else audit.parse_anchor(args.anchor)
+    result = audit.verification(_engine(), anchor)
+    return _print_verification(result, args.json)
+
+
+def _day(text: str | None, option: str) -> dt.date | None:
+    if text is None:
+        return None
     try:
-        return f"cli:{getpass.getuser()}"
-    except (OSError, KeyError):  # no login name, no entry in the password database
-        return f"cli:uid-{os.getuid()}"
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option} must be a date YYYY-MM-DD, not {text!r}") from None
+
+
+@contextlib.contextmanager
+def _output(path: Path) -> Iterator[TextIO]:
+    """``path`` opened for writing; a folder missing or not writable is a usage error."""
+    try:
+        stream = path.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--output {path}: {exc.strerror or exc}") from None
+    with stream:
+        yield stream
+
+
+def _write_lines(entries: Iterator[dict[str, Any]], stream: TextIO) -> int:
+    count = 0
+    for entry in entries:
+        stream.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        count += 1
+    return count
+
+
+def _print_verification(result: Verification, as_json: bool) -> int:
+    """One line (or JSON) on standard output; a break also named on standard error."""
+    head = None if result.head is None else str(result.head)
+    broken = result.broken
+    if as_json:
+        found = None if broken is None else {"entry_id": broken.entry_id, "problem": broken.problem}
+        print(
+            json.dumps(
+                {
+                    "command": "audit verify",
+                    "intact": broken is None,
+                    "entries": result.entries,
+                    "head": head,
+                    "broken": found,
+                }
+            )
+        )
+    elif broken is None:
+        print(f"audit trail intact: {result.entries} entries, head {head or 'none (empty)'}")
+    else:
+        print(f"audit trail broken at entry {broken.entry_id}: {broken.problem}")
+    if broken is not None:
+        print(
+            f"review-ingest: audit verify: entry {broken.entry_id}: {broken.problem}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 @contextlib.contextmanager

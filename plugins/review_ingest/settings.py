@@ -95,6 +95,21 @@ def retention_days() -> int:
     )
 
 
+#: Validation results and their Data Docs pages are kept this many days.
+DEFAULT_DOCS_RETENTION_DAYS = 90
+
+
+def docs_retention_days() -> int:
+    """``$REVIEW_INGEST_DOCS_RETENTION_DAYS``: a whole number of days, at least 1."""
+    return _checked(
+        "REVIEW_INGEST_DOCS_RETENTION_DAYS",
+        DEFAULT_DOCS_RETENTION_DAYS,
+        int,
+        lambda days: days >= 1,
+        "a whole number of days, at least 1",
+    )
+
+
 #: An upload from the browser waits this long for "Import data" (contract section 12).
 DEFAULT_STAGING_HOURS = 24
 
@@ -108,6 +123,36 @@ def staging_hours() -> float:
         lambda hours: hours > 0,
         "a number of hours above 0",
     )
+
+
+#: A file waiting this long in an upload folder or an SFTP inbox is reported to the data team.
+DEFAULT_STUCK_MINUTES = 60
+
+
+def stuck_minutes() -> int:
+    """``$REVIEW_INGEST_STUCK_MINUTES``: a whole number of minutes, at least 1."""
+    return _checked(
+        "REVIEW_INGEST_STUCK_MINUTES",
+        DEFAULT_STUCK_MINUTES,
+        int,
+        lambda minutes: minutes >= 1,
+        "a whole number of minutes, at least 1",
+    )
+
+
+def alert_emails() -> tuple[str, ...]:
+    """``$REVIEW_INGEST_ALERT_EMAILS``: the data team's addresses, comma-separated; unset or
+    empty, nobody is alerted."""
+    text = os.environ.get("REVIEW_INGEST_ALERT_EMAILS") or ""
+    addresses = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    for address in addresses:
+        local, at, domain = address.partition("@")
+        if not (local and at and domain) or any(c.isspace() or c in "<>;" for c in address):
+            raise ConfigError(
+                "REVIEW_INGEST_ALERT_EMAILS must be e-mail addresses separated by commas, "
+                f"not {address!r}"
+            )
+    return addresses
 
 
 def _checked(

@@ -187,6 +187,18 @@ def test_requests_filter_by_merchant_and_status_then_export(logged_in: Browser) 
     assert len(shown) == len(expected), [r.text[:40] for r in shown]
     others = set(statuses) - set(expected)
     assert not any(ref in table.text for ref in others)
+    # The funnel of what the filter selects (contract section 13): none of these sent yet.
+    funnel = b.find(By.CSS_SELECTOR, "svg.chart.funnel", "the tracking funnel")
+    b.driver.execute_script("arguments[0].scrollIntoView()", funnel)
+    steps = {
+        row.get_attribute("data-step"): row.find_elements(By.TAG_NAME, "td")[1].text
+        for row in b.find(By.ID, "funnel-table").find_elements(By.CSS_SELECTOR, "tbody tr")
+    }
+    assert steps == {"scheduled_or_due": str(len(expected)), "sent": "0", "delivered": "0",
+                     "opened": "0", "reviewed": "0"}, steps  # fmt: skip
+    assert f"not yet sent: {len(expected)} scheduled, 0 due" in funnel.get_attribute("textContent")
+    b.shot("requests-funnel")
+    b.driver.execute_script("window.scrollTo(0, 0)")
 
     export = b.find(By.ID, "export-csv", "the CSV export link")
     path = b.download(export.click, "requests CSV")

@@ -48,7 +48,12 @@ COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
 DEMO_MERCHANTS = {"demo-website", "demo-store", "demo-products", "demo-store-products"}
 #: Unpaused by ui.sh (orders_upload_import too, when it exists), and left paused.
-UNPAUSED = {"orders_backfill", "orders_upload_ingest"}
+UNPAUSED = {
+    "orders_backfill",
+    "orders_upload_ingest",
+    "review_request_events",
+    "review_notifications",
+}
 PAUSED = {"orders_sftp_ingest", "review_data_retention"}
 MERCHANT = "demo-website"
 
@@ -67,11 +72,23 @@ def ui(root: Path) -> Iterator[UiCommand]:
 
 
 def test_the_first_start_loads_the_demo_data(ui: UiCommand) -> None:
-    """An empty warehouse: ui.sh runs scripts/demo.sh into the data folder it was given."""
+    """An empty warehouse: ui.sh runs scripts/demo.sh into the data folder it was given: the
+    orders, then an event file for some of their requests."""
     assert "the warehouse is empty: loading the demo data" in ui.output()
     with contextlib.closing(sqlite3.connect(ui.data_dir / "warehouse.db")) as db:
         rows = db.execute("SELECT merchant_id, source, status FROM imports").fetchall()
+        files = db.execute("SELECT file_name, status FROM event_files").fetchall()
+        lives = db.execute(
+            "SELECT status, count(*) FROM review_requests WHERE request_id IN "
+            "(SELECT request_id FROM delivery_events) GROUP BY status"
+        ).fetchall()
     assert {(m, "upload", "loaded") for m in DEMO_MERCHANTS} <= set(rows)
+    # Then the mailer's events of some of those requests, through review_request_events.
+    assert [status for _, status in files] == ["processed"], files
+    # Two delivered, one reviewed, one bounced, one delivered then unsubscribed.
+    assert dict(lives) == {"delivered": 3, "reviewed": 1, "not_delivered": 1}
+    assert (ui.data_dir / "events" / "reports" / f"{files[0][0]}.json").is_file()
+    assert (ui.data_dir / "events" / "processed" / files[0][0]).is_file()
 
 
 def test_airflow_health_is_all_green(ui: UiCommand) -> None:

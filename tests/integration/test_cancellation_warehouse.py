@@ -10,12 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, bindparam, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from review_ingest.store import warehouse
 from review_ingest.store.cancellations import cancel
-from review_ingest.store.models import ReviewRequestRow
+from review_ingest.store.models import ReviewRequestRow, UtcDateTime
 from tests.kit.warehouse import query
 from tests.unit.test_warehouse import brand, import_record, outcome, product
 
@@ -45,6 +45,32 @@ def downgrade(engine: Engine, revision: str) -> None:
         command.downgrade(config, revision)
 
 
+def load_at_0003(
+    engine: Engine, import_id: str, sha256: str, order_ref: str, scheduled_at: dt.datetime
+) -> None:
+    """An import and its brand request as revision 0003's columns hold them (today's save()
+    writes columns that 0003 does not have)."""
+    at = {"at": scheduled_at, "now": NOW}
+    stamps = [bindparam(name, type_=UtcDateTime) for name in at]
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO imports (import_id, merchant_id, source, file_name, sha256, "
+                "size_bytes, template, status, received_at, processed_at) VALUES (:id, 'acme', "
+                "'upload', 'f.csv', :sha, 1, 'website', 'loaded', :now, :now)"
+            ).bindparams(*stamps[1:]),
+            {"id": import_id, "sha": sha256, "now": NOW},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO review_requests (import_id, merchant_id, request_type, order_ref, "
+                "email, order_date, scheduled_at, status, created_at) VALUES (:id, 'acme', "
+                "'brand', :ref, 'a@example.com', :day, :at, 'scheduled', :now)"
+            ).bindparams(*stamps),
+            {"id": import_id, "ref": order_ref, "day": NOW.date(), **at},
+        )
+
+
 def proof_index(engine: Engine) -> str:
     """The definition of ``uq_review_requests_proof`` as the database holds it."""
     sql = {
@@ -59,8 +85,8 @@ def test_upgrade_from_0003_keeps_the_rows_and_makes_the_proof_index_partial(ware
     engine = warehouse.engine_for(warehouse_url)
     upgrade(engine, "0003")
     assert "WHERE" not in proof_index(engine)
-    warehouse.save(engine, outcome(import_record("imp-1"), [brand("A", scheduled_at=LATER)]))
-    warehouse.save(engine, outcome(import_record("imp-2", sha256="b" * 64), [brand("B")]))
+    load_at_0003(engine, "imp-1", "a" * 64, "A", LATER)
+    load_at_0003(engine, "imp-2", "b" * 64, "B", NOW)
 
     warehouse.migrate(engine)
 

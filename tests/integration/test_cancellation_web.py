@@ -182,7 +182,7 @@ def test_the_api_cancels_orders_then_the_rest_and_answers_the_counts(ui: Ui) -> 
         i for i in ui.get("/api/requests", status="due").json()["items"] if i["status"] != "due"
     ]
     csv_text = ui.get("/api/requests.csv", status="cancelled", order_ref="C-2").text
-    assert csv_text.splitlines()[1].endswith(";cancelled")
+    assert ";cancelled;" in csv_text.splitlines()[1]
 
 
 @pytest.mark.parametrize(

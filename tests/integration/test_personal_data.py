@@ -310,7 +310,7 @@ def test_a_suppressed_address_gets_no_request_from_a_later_file(tmp_path, env, e
             connection.execute(select(ReviewRequestRow.order_ref, ReviewRequestRow.status)).all()
         )
     assert [tuple(r) for r in rows] == [(hashlib.sha256(JANE.encode()).hexdigest(), None)]
-    assert statuses == {"F-1": "suppressed", "F-2": "scheduled"}
+    assert statuses == {"F-1": "withdrawn", "F-2": "scheduled"}
 
     later = order_file(
         tmp_path / "later.csv",

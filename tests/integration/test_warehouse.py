@@ -212,7 +212,7 @@ def test_save_writes_the_import_its_requests_and_its_errors(engine: Engine) -> N
         "total_rows": 5, "valid_rows": 3, "error_rows": 2, "duplicate_rows": 0,
         "brand_requests": 1, "product_requests": 2, "suppressed_rows": 1,
         "received_at": dt.datetime(2026, 3, 10, 11, 25, tzinfo=dt.UTC),
-        "processed_at": PROCESSED_AT,
+        "processed_at": PROCESSED_AT, "warnings": None, "profile": None,
     }  # fmt: skip
     assert len({row.request_id for row in stored}) == 3
     for row, request in zip(stored, requests, strict=True):

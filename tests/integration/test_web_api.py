@@ -55,6 +55,7 @@ API_ROUTES = [
     "/api/imports/{id}/errors.csv",
     "/api/requests",
     "/api/requests.csv",
+    "/api/requests/funnel",
 ]
 PAGE_ROUTES = ["/", "/overview", "/imports", "/imports/{id}", "/requests", "/data-docs/"]
 
@@ -307,6 +308,7 @@ def test_openapi_schema_of_the_sub_app(ui: Ui) -> None:
         "/api/imports/{import_id}/cancel",
         "/api/requests",
         "/api/requests.csv",
+        "/api/requests/funnel",
         "/api/uploads",
         "/api/uploads/{upload_id}",
         "/api/uploads/{upload_id}/import",
@@ -338,7 +340,8 @@ def test_imports_newest_first_with_every_imports_column(ui: Ui) -> None:
     columns = {r[0] for r in ui.db(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'imports'"
     )}  # fmt: skip
-    assert set(answer["items"][0]) == columns
+    # ``profile`` is what later files are compared with, not something to show.
+    assert set(answer["items"][0]) == columns - {"profile"}
     row_errors = next(i for i in answer["items"] if i["import_id"] == ui.import_id("row-errors"))
     report = ui.made["row-errors"].report
     for key in ("merchant_id", "source", "file_name", "sha256", "size_bytes", "template",
@@ -465,7 +468,8 @@ def test_requests_masked_with_status_and_utc_times(ui: Ui) -> None:
     for item, (_, email, scheduled_at) in zip(body["items"], rows, strict=True):
         assert set(item) == {
             "request_id", "import_id", "merchant_id", "request_type", "order_ref", "id_product",
-            "email_masked", "language", "scheduled_at", "status",
+            "email_masked", "language", "scheduled_at", "status", "sent_at", "delivered_at",
+            "opened_at", "clicked_at", "reviewed_at", "bounced_at", "bounce_reason", "rating",
         }  # fmt: skip
         local, domain = email.rsplit("@", 1)
         assert item["email_masked"] == f"{local[0]}***@{domain}"
@@ -534,8 +538,11 @@ def test_requests_csv_every_matching_row_masked(ui: Ui) -> None:
         assert answer.headers["content-type"].startswith("text/csv")
         assert "attachment" in answer.headers["content-disposition"]
         lines = answer.text.splitlines()
-        assert lines[0] == ("request_id;import_id;merchant_id;request_type;order_ref;id_product;"
-                            "email_masked;language;scheduled_at;status")  # fmt: skip
+        assert lines[0] == (
+            "request_id;import_id;merchant_id;request_type;order_ref;id_product;email_masked;"
+            "language;scheduled_at;status;sent_at;delivered_at;opened_at;clicked_at;reviewed_at;"
+            "bounced_at;bounce_reason;rating"
+        )
         rows = list(csv.DictReader(io.StringIO(answer.text), delimiter=";"))
         items = ui.get("/api/requests", limit=500, **params).json()["items"]
         assert len(rows) == len(items) > 0
@@ -557,7 +564,7 @@ BAD_VALUES = [
     ("/api/imports", "limit", "ten"),
     ("/api/imports", "offset", "-1"),
     ("/api/imports", "offset", str(queries.MAX_OFFSET + 1)),
-    ("/api/requests", "status", "sent"),
+    ("/api/requests", "status", "bounced"),
     ("/api/requests", "request_type", "shop"),
     ("/api/requests", "scheduled_from", "31-02-2026"),
     ("/api/requests", "scheduled_to", "2026-02-30"),
@@ -568,7 +575,7 @@ BAD_VALUES = [
     ("/api/requests", "email_token", "forged-token"),
     ("/api/requests", "email_token", "not base64!"),
     ("/api/requests", "offset", "-5"),
-    ("/api/requests.csv", "status", "sent"),
+    ("/api/requests.csv", "status", "suppressed"),
     ("/api/requests.csv", "scheduled_to", "2026-1-1x"),
     ("/imports", "status", "deleted"),
     ("/imports", "offset", "-1"),
@@ -719,7 +726,8 @@ def test_requests_page_filters_chart_paging_and_export(ui: Ui) -> None:
     }  # fmt: skip
     tags.one("button", id="apply")
     tags.one("table", id="requests-table")
-    assert tags.one("svg", class_="chart")
+    assert len(tags.find("svg", class_="chart")) == 2  # requests per day, and the funnel
+    assert tags.one("svg", class_="funnel")
     items = ui.get("/api/requests", limit=500, merchant_id="shop-products",
                    request_type="product").json()["items"]  # fmt: skip
     assert len(items) > 2

@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("settings",),
     ("core",),
     ("store", "quality", "sources"),
-    ("privacy",),
+    ("privacy", "notify"),
     ("pipeline",),
     ("backoffice",),
     ("tasks", "web"),

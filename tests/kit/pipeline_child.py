@@ -23,6 +23,14 @@ points, in the life of a file:
   (``sftp._move``);
 - ``after_publish``: the file was renamed on the server, the local copy not moved.
 
+And in the life of a delivery event file (``pipeline.events``):
+
+- ``events_mid_load``: two chunks of events loaded (``store.events.load_events``) in the file's
+  open transaction;
+- ``events_after_commit``: the file's events and report committed (``events.load_file``
+  returned), no report written;
+- ``events_before_move``: the report written, the move not started (``folders.move_into``).
+
 The kill in the middle of a COPY needs no hook: the test blocks the COPY on a lock and kills the
 child from outside (test_faults.py).
 """
@@ -192,6 +200,21 @@ def _kill_after(module: Any, name: str) -> None:
     setattr(module, name, wrapper)
 
 
+def _kill_after_calls(module: Any, name: str, calls: int) -> None:
+    real = getattr(module, name)
+    done = 0
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        nonlocal done
+        result = real(*args, **kwargs)
+        done += 1
+        if done == calls:
+            _die()
+        return result
+
+    setattr(module, name, wrapper)
+
+
 def _module(name: str) -> Any:
     return importlib.import_module(f"review_ingest.{name}")
 
@@ -204,4 +227,7 @@ KILL_POINTS: dict[str, Callable[[], None]] = {
     "before_publish": lambda: _kill_before(_module("sources.sftp"), "publish"),
     "during_publish": lambda: _kill_before(_module("sources.sftp"), "_move"),
     "after_publish": lambda: _kill_after(_module("sources.sftp"), "publish"),
+    "events_mid_load": lambda: _kill_after_calls(_module("store.events"), "load_events", 2),
+    "events_after_commit": lambda: _kill_after(_module("pipeline.events"), "load_file"),
+    "events_before_move": lambda: _kill_before(_module("sources.folders"), "move_into"),
 }

@@ -13,6 +13,8 @@ DAG_IDS = (
     "orders_sftp_ingest",
     "review_data_retention",
     "orders_upload_import",
+    "review_request_events",
+    "review_notifications",
 )
 
 
@@ -68,6 +70,8 @@ def test_schedules_follow_the_contract(bag):
     assert bag.dags["orders_backfill"].schedule is None
     assert bag.dags["review_data_retention"].schedule == "0 3 * * *"
     assert str(bag.dags["review_data_retention"].timetable.timezone) == "UTC"
+    assert bag.dags["review_request_events"].schedule == "*/15 * * * *"
+    assert bag.dags["review_request_events"].catchup is False
 
 
 def test_backfill_params_form(bag):

@@ -15,7 +15,7 @@ import pytest
 from review_ingest.core.merchants import Merchant
 from review_ingest.pipeline.ingest import Ingest
 from review_ingest.quality import data_docs
-from review_ingest.quality import validation as validation_module
+from review_ingest.quality import docs_index as index_pages
 from review_ingest.tasks import docs_index
 from tests.kit.factories import sample_for_yesterday
 
@@ -30,6 +30,7 @@ ASSET_URL = re.compile(r'\b(?:src|href)="([^"]*)"')
 CSS_URL = re.compile(r"""url\(\s*['"]?([^'")]*)['"]?\s*\)""")
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 OUTSIDE = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|//)", re.IGNORECASE)
+HISTORY_LINKS = re.compile(r'<nav id="docs-history".*?</nav>', re.DOTALL)
 SECRET_EMAIL = "jeanne.secret@@example.fr"
 MERCHANTS = {
     "shop-web": Merchant("shop-web", template="website"),
@@ -282,10 +283,10 @@ def test_a_batch_builds_its_pages_without_listing_the_stored_results(tmp_path, m
 
 
 def test_the_index_lists_the_latest_pages_only(tmp_path, monkeypatch):
-    """The index shows the newest ``DOCS_INDEX_LIMIT`` pages; older ones stay on disk (their
-    reports link to them)."""
+    """The index shows the newest ``LATEST_ROWS`` pages; older ones stay on disk (their
+    reports link to them), listed on the history page the index links to."""
     monkeypatch.setenv("REVIEW_INGEST_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(validation_module, "DOCS_INDEX_LIMIT", 2)
+    monkeypatch.setattr(index_pages, "LATEST_ROWS", 2)
     docs = tmp_path / "data_docs"
     pages = [
         run_batch(tmp_path, {f"{name}.csv": "shop-web"}, index=False)[0]["validation"]["data_docs"]
@@ -296,14 +297,16 @@ def test_the_index_lists_the_latest_pages_only(tmp_path, monkeypatch):
     index = (docs / "index.html").read_text(encoding="utf-8")
     assert [page in index for page in pages] == [False, True, True]
     assert (docs / pages[0]).is_file()
-    latest = json.loads((docs / validation_module.LATEST_PAGES).read_text(encoding="utf-8"))
-    assert ["/".join(["validations", *key]) + ".html" for key in latest] == pages[:0:-1]
+    assert 'href="history-000000.html"' in index
+    history = (docs / "history-000000.html").read_text(encoding="utf-8")
+    assert [page in history for page in pages] == [True, True, True]
 
 
 def test_the_index_is_the_one_the_site_builder_makes(tmp_path, monkeypatch):
     """Same index as Great Expectations' index builder makes from every page and result, but
-    for the random ids of its collapsible blocks; and the same again when the list of the
-    latest pages is damaged or missing (a site built before it existed)."""
+    for the random ids of its collapsible blocks and the links to the history pages; and the
+    same again when the manifest of the pages is damaged or missing (a site built before it
+    existed)."""
     monkeypatch.setenv("REVIEW_INGEST_DATA_DIR", str(tmp_path))
     docs = tmp_path / "data_docs"
     run_batch(tmp_path, {"a.csv": "shop-web"}, index=False)
@@ -312,17 +315,20 @@ def test_the_index_is_the_one_the_site_builder_makes(tmp_path, monkeypatch):
 
     def index() -> str:
         data_docs.make_offline(docs, [])
-        return UUID.sub("<id>", (docs / "index.html").read_text(encoding="utf-8"))
+        text = (docs / "index.html").read_text(encoding="utf-8")
+        return UUID.sub("<id>", HISTORY_LINKS.sub("", text))
 
     validation.build_index()
     ours = index()
     validation._site().site_index_builder.build(build_index=True)
     assert index() == ours
-    for damaged in ("", "[[1, 2]", '{"not": "a list of keys"}', "[[1, 2]]"):
-        (docs / validation_module.LATEST_PAGES).write_text(damaged, encoding="utf-8")
+    manifest = docs / index_pages.MANIFEST / "000000.jsonl"
+    text = manifest.read_text(encoding="utf-8")
+    for damaged in (text[:-20], text + "[[1, 2]\n", '{"key": [1, 2]}\n' + text):
+        manifest.write_text(damaged, encoding="utf-8")
         validation.build_index()
         assert index() == ours, damaged
-    (docs / validation_module.LATEST_PAGES).unlink()
+    index_pages.drop_manifest(docs)
     validation.build_index()
     assert index() == ours
     assert len(set(re.findall(r"validations/[^\"' ]+\.html", ours))) == 3

@@ -18,10 +18,12 @@ from review_ingest.core.outcomes import (
     Rejection,
     RowError,
 )
+from review_ingest.core.warnings import FileWarning
 from review_ingest.pipeline.ingest import Ingest
 from tests.kit.factories import sample_for_yesterday
 
-#: The example of contract section 5, with the key section 11 adds.
+#: The example of contract section 5, with the keys of section 11 (opt-outs) and of issue 27
+#: (signs of a filtered file).
 CONTRACT_EXAMPLE = json.loads(
     """{
   "import_id": "x", "merchant_id": "acme", "source": "upload",
@@ -34,6 +36,7 @@ CONTRACT_EXAMPLE = json.loads(
   "errors": [{"line": 17, "column": "email", "code": "invalid_email", "message": "x"}],
   "duplicates": [{"line": 40, "duplicate_of_line": 12}],
   "existing_proofs": [],
+  "warnings": [{"code": "volume_drop", "message": "x"}],
   "validation": {"suite": "website_products", "data_docs": "validations/x.html"}
 }"""
 )
@@ -71,6 +74,7 @@ def outcome(**changes) -> Outcome:
         due_now=12,
         suite="website_products",
         data_docs=PAGE,
+        warnings=[FileWarning("volume_drop", "fewer rows than usual")],
     )
     for key, value in changes.items():
         setattr(result, key, value)
@@ -78,7 +82,9 @@ def outcome(**changes) -> Outcome:
 
 
 def rejected(code: str, message: str, proofs=()) -> Outcome:
-    result = outcome(rejection=Rejection(code, message, tuple(proofs)), errors=[], duplicates=[])
+    result = outcome(
+        rejection=Rejection(code, message, tuple(proofs)), errors=[], duplicates=[], warnings=[]
+    )
     result.record.status = "rejected"
     result.record.rejection_code = code
     result.record.brand_requests = result.record.product_requests = 0
@@ -164,7 +170,7 @@ def test_existing_proofs_are_listed_with_their_lines():
 def test_a_file_rejected_by_check_has_the_report_shape(tmp_path, data, code):
     checked = Ingest(data_dir=tmp_path, data_docs=False).check(data, "f.csv", "website")
     got = report.to_dict(checked)
-    same_lists = {"errors": [], "duplicates": [], "rejection": None}
+    same_lists = {"errors": [], "duplicates": [], "rejection": None, "warnings": []}
     assert keys(got) | same_lists == keys(CONTRACT_EXAMPLE) | same_lists
     assert got["status"] == "rejected"
     assert set(got["rejection"]) == {"code", "message"}
@@ -338,3 +344,20 @@ def test_an_all_bad_file_lists_the_first_errors_and_keeps_every_one_in_errors_cs
 
 def test_a_short_list_has_exactly_the_keys_of_the_contract():
     assert set(report.to_dict(outcome())) == set(CONTRACT_EXAMPLE)
+
+
+def test_warnings_are_listed_in_the_json_and_on_the_page_and_empty_when_none():
+    signs = [
+        FileWarning("volume_drop", "this file has 80 valid rows, less than half the usual 200"),
+        FileWarning("missing_shop", "shop_id '<PAR-02>' has no order in this file"),
+    ]
+
+    got = report.to_dict(outcome(warnings=signs))
+    page = report.to_html(outcome(warnings=signs))
+
+    assert got["warnings"] == [{"code": w.code, "message": w.message} for w in signs]
+    assert got["status"] == "loaded", "a sign of filtering never rejects"
+    assert "Signs of a filtered file" in page
+    assert "less than half the usual 200" in page and "&lt;PAR-02&gt;" in page
+    assert report.to_dict(outcome(warnings=[]))["warnings"] == []
+    assert "Signs of a filtered file" not in report.to_html(outcome(warnings=[]))

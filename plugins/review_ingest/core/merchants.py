@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from review_ingest.core.rules import is_valid_email
 from review_ingest.core.template_columns import TEMPLATES
 from review_ingest.errors import ConfigError
 
@@ -40,6 +42,11 @@ class Merchant:
     timezone: str = "Europe/Paris"
     language: str = "fr"
     sftp: SftpSource | None = None
+    #: A file whose rows with errors are more than this share of its rows is rejected whole
+    #: (``too_many_errors``); None: no limit.
+    max_error_rate: float | None = None
+    #: The merchant's staff to tell about its files (never customers).
+    notify: tuple[str, ...] = ()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -128,6 +135,8 @@ _KNOWN_KEYS = frozenset(
         "timezone",
         "language",
         "sftp",
+        "max_error_rate",
+        "notify",
     }
 )
 #: The whole-number keys and their bounds, both included.
@@ -185,7 +194,43 @@ def _optional_values(merchant_id: str, entry: dict[str, Any]) -> dict[str, Any]:
         values["language"] = _language(merchant_id, entry["language"])
     if entry.get("sftp") is not None:
         values["sftp"] = _sftp(merchant_id, entry["sftp"])
+    if entry.get("max_error_rate") is not None:
+        values["max_error_rate"] = _error_rate(merchant_id, entry["max_error_rate"])
+    if entry.get("notify") is not None:
+        values["notify"] = _addresses(merchant_id, entry["notify"])
     return values
+
+
+def _error_rate(merchant_id: str, value: Any) -> float:
+    """A share of a file's rows: a number above 0 and at most 1 (``0.02`` is 2 %)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 < value <= 1
+    ):
+        raise ConfigError(
+            f"merchant {merchant_id!r}: key 'max_error_rate' must be a number above 0 and at "
+            "most 1, the share of a file's rows (0.02 for 2 %)"
+        )
+    return float(value)
+
+
+def _addresses(merchant_id: str, value: Any) -> tuple[str, ...]:
+    """A list of e-mail addresses, each checked as the contract checks a customer's."""
+    if not isinstance(value, list):
+        raise ConfigError(
+            f"merchant {merchant_id!r}: key 'notify' must be a list of e-mail addresses"
+        )
+    addresses = []
+    for number, item in enumerate(value, start=1):
+        address = item.strip() if isinstance(item, str) else ""
+        if not is_valid_email(address):
+            raise ConfigError(
+                f"merchant {merchant_id!r}: key 'notify': item {number} is not an e-mail address"
+            )
+        addresses.append(address)
+    return tuple(dict.fromkeys(addresses))
 
 
 def _language(merchant_id: str, value: Any) -> str:

@@ -6,6 +6,9 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 
+from review_ingest.core.address_hash import address_hash
+from review_ingest.core.warnings import FileProfile, FileWarning
+
 SOURCES = ("upload", "sftp", "backfill")
 
 
@@ -90,7 +93,8 @@ class Record:
 
 @dataclass(slots=True)
 class ReviewRequest:
-    """One row of ``review_requests``, before it is written."""
+    """One row of ``review_requests``, before it is written; ``email_sha256`` is made from
+    ``email`` (the opt-out list's rule), so every load stores it with the address."""
 
     merchant_id: str
     request_type: str  # "brand" or "product"
@@ -109,6 +113,10 @@ class ReviewRequest:
     gtin_ean: str | None = None
     sku: str | None = None
     brand_name: str | None = None
+    email_sha256: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.email_sha256 = address_hash(self.email)
 
 
 @dataclass
@@ -134,6 +142,10 @@ class ImportRecord:
     product_requests: int = 0
     #: Valid rows of an address that opted out: counted in ``valid_rows``, no request made.
     suppressed_rows: int = 0
+    #: Signs of a filtered file, as JSON (a list of {"code", "message"}); None: not compared.
+    warnings: str | None = None
+    #: The file's compact summary (JSON) that later files of the merchant are compared with.
+    profile: str | None = None
 
 
 @dataclass
@@ -147,8 +159,14 @@ class Outcome:
     requests: list[ReviewRequest] = field(default_factory=list)
     due_now: int = 0
     suite: str | None = None
+    #: The SHA-256 of the saved suite that validated the rows; None when none ran.
+    suite_sha256: str | None = None
     #: The Data Docs page of the file's validation, relative to ``<data>/data_docs/``.
     data_docs: str | None = None
     earlier_import_id: str | None = None
     #: The first line of each order reference of the file, for the existing-proofs check.
     order_refs: dict[str, int] = field(default_factory=dict)
+    #: The file's valid rows summed up, to compare with the merchant's other files.
+    profile: FileProfile | None = None
+    #: Signs that the file may have been filtered: noticed, never a rejection.
+    warnings: list[FileWarning] = field(default_factory=list)

@@ -61,6 +61,7 @@ def to_dict(outcome: Outcome) -> dict[str, Any]:
             {"order_ref": p.order_ref, "line": p.line}
             for p in (outcome.rejection.existing_proofs if outcome.rejection else ())
         ],
+        "warnings": [w.to_dict() for w in outcome.warnings],
         "validation": {"suite": outcome.suite, "data_docs": outcome.data_docs},
     }
     if outcome.earlier_import_id:
@@ -124,6 +125,9 @@ def to_html(outcome: Outcome) -> str:
     proofs = "".join(
         f"<tr><td>{esc(p['order_ref'])}</td><td>{p['line']}</td></tr>" for p in r["existing_proofs"]
     )
+    signs = "".join(
+        f"<tr><td>{esc(w['code'])}</td><td>{esc(w['message'])}</td></tr>" for w in r["warnings"]
+    )
     verdict = _verdict(r)
     docs = r["validation"]["data_docs"]
     return f"""<!doctype html>
@@ -156,6 +160,7 @@ th{{background:#f3f3f3}} .status{{font-size:1.2rem;padding:.6rem;border-radius:4
 <tr><th>Product review requests</th><td>{r["requests"]["product"]}</td></tr>
 <tr><th>Of which due now</th><td>{r["requests"]["due_now"]}</td></tr>
 </table>
+{_section("Signs of a filtered file (every customer must be asked)", ["code", "message"], signs)}
 {_section("Orders already imported", ["order_ref", "line"], proofs)}
 {_section(_listed("Errors", r, "errors"), ["line", "column", "code", "message"], rows)}
 {_section(_listed("Duplicates", r, "duplicates"), ["line", "same as line"], dups)}
@@ -173,6 +178,12 @@ def _docs_link(page: str | None) -> str:
         "<p>Validation details (Great Expectations Data Docs): "
         f'<a href="{href}">{html.escape(page)}</a></p>'
     )
+
+
+def without_docs_link(report_html: str, page: str, note: str) -> str:
+    """A ``report.html`` whose Data Docs page was deleted: ``note`` in place of its link."""
+    said = f"<p>Validation details (Great Expectations Data Docs): {html.escape(note)}</p>"
+    return report_html.replace(_docs_link(page), said)
 
 
 def _listed(title: str, r: dict[str, Any], key: str) -> str:

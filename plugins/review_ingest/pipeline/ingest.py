@@ -14,10 +14,11 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from review_ingest.core import report, row_order, scheduling
+from review_ingest.core import report, row_order, scheduling, warnings
 from review_ingest.core.merchants import Merchant, default_merchant
 from review_ingest.core.outcomes import (
     ExistingProof,
@@ -30,11 +31,11 @@ from review_ingest.core.outcomes import (
 from review_ingest.core.reading import FileRejected, read_file
 from review_ingest.core.template_columns import TEMPLATES, Template
 from review_ingest.privacy import addresses
-from review_ingest.quality import data_docs
+from review_ingest.quality import data_docs, suites
 from review_ingest.quality.validation import FileRows
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from sqlalchemy import Connection, Engine
 
     from review_ingest.quality.validation import RowCheck, Validation
 
@@ -65,6 +66,9 @@ class Ingest:
     merchants: dict[str, Merchant] = field(default_factory=dict)
     warehouse_url: str | None = None
     data_docs: bool = True
+    #: Who imports, for the audit trail; None: ``audit.process_actor()`` (``dag:<dag_id>`` in
+    #: an Airflow task).
+    actor: str | None = None
     _validation: Validation | None = field(default=None, init=False, repr=False)
     _engine: Engine | None = field(default=None, init=False, repr=False)
     _pending_docs: list[Any] = field(default_factory=list, init=False, repr=False)
@@ -130,7 +134,9 @@ class Ingest:
         if not dry_run and outcome.record.status != "loaded":
             from review_ingest.store import warehouse
 
-            warehouse.save(self.engine, outcome)
+            warehouse.save(
+                self.engine, outcome, actor=self.actor, also=_report_to_merchant(outcome, merchant)
+            )
         self.write_reports(outcome)
         log.info(
             "merchant %s file %s: %s (import %s, %d rows, %d errors, %d duplicates)",
@@ -194,8 +200,9 @@ class Ingest:
                 suppressed=self._suppressed(merchant),
             )
             if record.status == "rejected":
-                rejection = outcome.rejection or self._existing_proofs(outcome, merchant)
+                rejection = outcome.rejection or self._file_rejection(outcome, merchant)
                 _reject(outcome, rejection or Rejection(record.rejection_code or "", ""))
+            outcome.warnings = warnings.read_warnings(record.warnings)
         outcome.record = record
         return outcome
 
@@ -212,21 +219,47 @@ class Ingest:
             data, record, merchant, send_now=send_now, suppressed=self._suppressed(merchant)
         )
         if outcome.rejection is None:
-            outcome.rejection = self._existing_proofs(outcome, merchant)
+            outcome.rejection = self._file_rejection(outcome, merchant)
         if outcome.rejection is not None:
             _reject(outcome, outcome.rejection)
-        elif dry_run:
+            return outcome
+        self._compare_with_history(outcome, merchant)
+        if dry_run:
             record.status = "accepted"
         else:
             self._load(outcome, merchant)
         return outcome
+
+    def _file_rejection(self, outcome: Outcome, merchant: Merchant) -> Rejection | None:
+        """The whole-file checks after the rows': existing proofs, then too many errors."""
+        return self._existing_proofs(outcome, merchant) or _too_many_errors(
+            outcome.record, merchant
+        )
+
+    def _compare_with_history(self, outcome: Outcome, merchant: Merchant) -> None:
+        """Signs of a filtered file: the file against its merchant's last loaded files, kept
+        in the report and in ``imports`` with the profile later files are compared with."""
+        from review_ingest.store import warehouse
+
+        record = outcome.record
+        if outcome.profile is None:
+            return
+        history = warehouse.recent_loaded_files(
+            self.engine, record.merchant_id, warnings.HISTORY_FILES, merchant.tz
+        )
+        weekday = record.processed_at.astimezone(merchant.tz).weekday()
+        outcome.warnings = warnings.find_warnings(outcome.profile, history, weekday)
+        record.warnings = warnings.warnings_json(outcome.warnings)
+        record.profile = warnings.profile_json(outcome.profile)
 
     def _load(self, outcome: Outcome, merchant: Merchant) -> None:
         from review_ingest.store import warehouse
 
         outcome.record.status = "loaded"
         try:
-            warehouse.save(self.engine, outcome)
+            warehouse.save(
+                self.engine, outcome, actor=self.actor, also=_report_to_merchant(outcome, merchant)
+            )
         except warehouse.ProofConflict:
             # Another file of this merchant loaded some of these orders since we looked.
             rejection = self._existing_proofs(outcome, merchant)
@@ -237,6 +270,7 @@ class Ingest:
             outcome.requests = []
             outcome.errors = []
             outcome.duplicates = []
+            _not_compared(outcome)
 
     def _suppressed(self, merchant: Merchant) -> Callable[[set[str]], set[str]]:
         """Which of a file's address hashes opted out, for this merchant or for all."""
@@ -292,6 +326,7 @@ class Ingest:
             return outcome
         now = record.processed_at
         checked = self._row_check(parsed.records, record, template, merchant)
+        outcome.suite_sha256 = suites.suite_sha256(template.id)
         if checked.result_id is not None:
             self._pending_docs.append(checked.result_id)
             outcome.data_docs = data_docs.page_path(checked.result_id)
@@ -310,6 +345,8 @@ class Ingest:
         outcome.errors = rows.errors
         outcome.duplicates = rows.duplicates
         outcome.due_now = counts["due_now"]
+        if not counts_only:
+            outcome.profile = warnings.profile_of((r.values for r in rows.valid), merchant.language)
         for rec in parsed.records:
             ref = rec.values.get("order_ref", "")
             if ref:
@@ -455,6 +492,23 @@ def _without_suppressed(
     return [record for record in valid if hashes[record.line] not in opted_out]
 
 
+def _report_to_merchant(
+    outcome: Outcome, merchant: Merchant
+) -> Callable[[Connection], object] | None:
+    """The merchant's e-mail about this file, queued in the outbox by the transaction that
+    records the file (so it is neither lost nor queued twice); None when the merchant names
+    nobody to tell (``notify``). Built at the commit, from the file's final outcome."""
+    if not merchant.notify:
+        return None
+    from review_ingest.notify import messages, outbox
+
+    def queue(connection: Connection) -> bool:
+        message = messages.merchant_report(outcome, merchant.notify)
+        return outbox.enqueue(connection, message, outcome.record.processed_at)
+
+    return queue
+
+
 def _reject(outcome: Outcome, rejection: Rejection) -> None:
     outcome.rejection = rejection
     outcome.record.status = "rejected"
@@ -462,6 +516,35 @@ def _reject(outcome: Outcome, rejection: Rejection) -> None:
     outcome.requests = []
     outcome.due_now = 0
     outcome.record.brand_requests = outcome.record.product_requests = 0
+    _not_compared(outcome)
+
+
+def _not_compared(outcome: Outcome) -> None:
+    """A file that loads nothing is no sign of filtering, and no history for later files."""
+    outcome.warnings = []
+    outcome.record.warnings = outcome.record.profile = None
+
+
+def _too_many_errors(record: ImportRecord, merchant: Merchant) -> Rejection | None:
+    """``too_many_errors``: rows with errors above the merchant's ``max_error_rate`` (exactly
+    at the limit loads), compared as exact fractions."""
+    limit = merchant.max_error_rate
+    if limit is None or not record.total_rows:
+        return None
+    if Fraction(record.error_rows, record.total_rows) <= Fraction(str(limit)):
+        return None
+    return Rejection(
+        "too_many_errors",
+        f"{record.error_rows:,} of the {record.total_rows:,} rows have errors "
+        f"({record.error_rows / record.total_rows:.2%}), more than the {_percent(limit)} this "
+        f"merchant allows (max_error_rate {limit:g}): nothing was loaded. Fix the rows listed "
+        "in errors.csv and send the whole file again.",
+    )
+
+
+def _percent(share: float) -> str:
+    """``0.02`` -> ``2%``, ``0.025`` -> ``2.5%``."""
+    return f"{share * 100:.4g}%"
 
 
 def _new_record(

@@ -1,28 +1,21 @@
 """A person's e-mail address as the personal-data commands take it (contract section 11).
 
 The address is checked, trimmed and lower-cased, then used to find that person's data; it is
-never printed, logged, or stored: the opt-out list keeps its SHA-256 only.
+never printed, logged, or stored: the opt-out list keeps its SHA-256 only
+(``core.address_hash``, the one rule the warehouse's loads use too).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from review_ingest.core import rules
+from review_ingest.core.address_hash import address_hash, normalise
 from review_ingest.errors import UsageError
 
+__all__ = ["address_hash", "normalise", "parse", "parse_merchant_id"]
+
 _MERCHANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-
-
-def normalise(address: str) -> str:
-    """Trimmed and lower-cased: ``Jane@Example.com `` and ``jane@example.com`` are one person."""
-    return address.strip().lower()
-
-
-def address_hash(address: str) -> str:
-    """The SHA-256 (hex) of the normalised address: what ``suppressions`` keeps."""
-    return hashlib.sha256(normalise(address).encode("utf-8")).hexdigest()
 
 
 def parse(address: str) -> str:

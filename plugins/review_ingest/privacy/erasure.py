@@ -1,8 +1,8 @@
 """A person's erasure (contract section 11): ``review-ingest erase --email ADDRESS``.
 
 Requests to that address not yet due are deleted, so nothing is sent; the others keep their row
-(their ``order_ref`` still proves the order was imported) but lose ``email``, ``firstname`` and
-``lastname``. Stored order files that hold the address (``<data>/processed/``,
+(their ``order_ref`` still proves the order was imported) but lose ``email`` and its hash,
+``firstname`` and ``lastname``. Stored order files that hold the address (``<data>/processed/``,
 ``<data>/rejected/``) are deleted. The table ``erasures`` records when, where and how much, with
 no address. Running it again finds nothing more to do.
 
@@ -21,6 +21,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, Select, delete, func, insert, select, update
 
 from review_ingest.sources import folders
+from review_ingest.store import audit
 from review_ingest.store.models import ErasureRow, ReviewRequestRow
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,10 @@ def erase(
     now: dt.datetime,
     *,
     dry_run: bool = False,
+    actor: str | None = None,
 ) -> ErasureResult:
-    """Erase the person ``address`` (already ``addresses.parse``d): see the module's doc."""
+    """Erase the person ``address`` (already ``addresses.parse``d) on behalf of ``actor``
+    (None: ``audit.process_actor()``): see the module's doc."""
     files = [
         path for _m, path in folders.stored_files(data_dir, merchant_id) if holds(path, address)
     ]
@@ -67,14 +70,14 @@ def erase(
             anonymised = connection.execute(
                 update(ReviewRequestRow)
                 .where(ReviewRequestRow.request_id.in_(due))
-                .values(email=None, firstname=None, lastname=None)
+                .values(email=None, email_sha256=None, firstname=None, lastname=None)
             ).rowcount
     if not dry_run:
         for path in files:
             path.unlink(missing_ok=True)
     result = ErasureResult(merchant_id, dry_run, deleted, anonymised, len(files))
     if not dry_run:
-        _record(engine, result, now)
+        _record(engine, result, actor or audit.process_actor(), now)
     log.info(
         "erasure%s (merchant %s): %d request(s) deleted, %d anonymised, %d file(s) deleted",
         " (dry run)" if dry_run else "",
@@ -112,14 +115,17 @@ def _count(connection: Connection, query: Select[tuple[int]]) -> int:
     return connection.scalar(select(func.count()).select_from(query.subquery())) or 0
 
 
-def _record(engine: Engine, result: ErasureResult, now: dt.datetime) -> None:
+def _record(engine: Engine, result: ErasureResult, actor: str, now: dt.datetime) -> None:
+    """The ``erasures`` row and its audit entry, together: counts and scope, no address."""
+    counts = {
+        "merchant_id": result.merchant_id,
+        "requests_deleted": result.requests_deleted,
+        "requests_anonymised": result.requests_anonymised,
+        "files_deleted": result.files_deleted,
+    }
     with engine.begin() as connection:
-        connection.execute(
-            insert(ErasureRow).values(
-                erased_at=now,
-                merchant_id=result.merchant_id,
-                requests_deleted=result.requests_deleted,
-                requests_anonymised=result.requests_anonymised,
-                files_deleted=result.files_deleted,
-            )
-        )
+        erasure_id = connection.execute(
+            insert(ErasureRow).values(erased_at=now, **counts).returning(ErasureRow.erasure_id)
+        ).scalar_one()
+        details = {"erasure_id": erasure_id, **counts}
+        audit.append(connection, "erase", result.merchant_id, actor, details, now)

@@ -2,8 +2,8 @@
 
 Past that, measured from a request's ``scheduled_at`` or a stored file's modification time:
 
-- ``review_requests`` rows lose ``email``, ``firstname`` and ``lastname``; the row stays, so its
-  ``order_ref`` still proves the order was imported. This runs in batches of
+- ``review_requests`` rows lose ``email`` (and its hash), ``firstname`` and ``lastname``; the
+  row stays, so its ``order_ref`` still proves the order was imported. This runs in batches of
   ``PURGE_BATCH_ROWS``, one transaction each: a large table is never locked by one giant
   transaction, and a purge interrupted half way is simply run again;
 - stored order files under ``<data>/processed/`` and ``<data>/rejected/`` are deleted;
@@ -12,7 +12,9 @@ Past that, measured from a request's ``scheduled_at`` or a stored file's modific
   local reports, ``imports`` and ``import_errors``, they hold no e-mail or name).
 
 Uploads from the browser (contract section 12) wait in ``<data>/staging/`` for a shorter time,
-``$REVIEW_INGEST_STAGING_HOURS``: ``purge_staging`` deletes them past it.
+``$REVIEW_INGEST_STAGING_HOURS``: ``purge_staging`` deletes them past it. Validation results and
+their Data Docs pages are kept ``$REVIEW_INGEST_DOCS_RETENTION_DAYS``: ``purge_data_docs``
+(``quality.docs_retention``).
 
 One merchant's failure never stops the others: each is tried, then the failures are named.
 """
@@ -25,17 +27,20 @@ import shutil
 import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Engine, func, or_, select, update
 
 from review_ingest.core.merchants import Merchant
 from review_ingest.errors import describe
 from review_ingest.sources import folders
+from review_ingest.store import audit
 from review_ingest.store.models import ReviewRequestRow
 
 if TYPE_CHECKING:
     from paramiko import SFTPAttributes, SFTPClient
+
+    from review_ingest.quality.docs_retention import DocsPurged
 
 
 log = logging.getLogger(__name__)
@@ -101,7 +106,7 @@ def _anonymise_batch(engine: Engine, before: dt.datetime, after_id: int, rows: i
             connection.execute(
                 update(ReviewRequestRow)
                 .where(ReviewRequestRow.request_id.in_(ids))
-                .values(email=None, firstname=None, lastname=None)
+                .values(email=None, email_sha256=None, firstname=None, lastname=None)
             )
     return ids
 
@@ -110,6 +115,7 @@ def _personal_before(before: dt.datetime) -> tuple[ColumnElement[bool], ...]:
     """Requests scheduled before ``before`` that still hold some of the person's data."""
     return ReviewRequestRow.scheduled_at < before, or_(
         ReviewRequestRow.email.is_not(None),
+        ReviewRequestRow.email_sha256.is_not(None),
         ReviewRequestRow.firstname.is_not(None),
         ReviewRequestRow.lastname.is_not(None),
     )
@@ -246,6 +252,22 @@ def _remove(client: SFTPClient, folder: str, name: str) -> None:
         raise TransportError(f"SFTP folder {folder}: cannot delete {name!r}: {exc}") from exc
 
 
+def purge_data_docs(
+    data_dir: Path, now: dt.datetime, days: int, *, dry_run: bool = False
+) -> DocsPurged:
+    """Validation results and Data Docs pages older than ``days``, and the reports' links to
+    them (``quality.docs_retention``); then the Data Docs index without them."""
+    from review_ingest.quality import docs_retention
+
+    done = docs_retention.purge_docs(data_dir, cutoff(now, days), days, dry_run=dry_run)
+    if done.data_docs_pages and not dry_run:
+        from review_ingest.quality.validation import Validation
+
+        docs, results = data_dir / docs_retention.DOCS, data_dir / docs_retention.RESULTS
+        Validation(docs_dir=docs, results_dir=results).build_index()
+    return done
+
+
 @dataclass
 class Purge:
     """What one purge did (or, in a dry run, would do): counts only, never a person's data."""
@@ -256,7 +278,12 @@ class Purge:
     requests_anonymised: int = 0
     files_deleted: int = 0
     sftp_files_deleted: dict[str, int] = field(default_factory=dict)
-    #: What failed, by part (``warehouse``, ``files/<merchant>``, ``sftp/<merchant>``).
+    #: ``$REVIEW_INGEST_DOCS_RETENTION_DAYS``, and what went past it (None: not purged).
+    docs_retention_days: int | None = None
+    validation_results_deleted: int = 0
+    data_docs_pages_deleted: int = 0
+    #: What failed, by part (``warehouse``, ``files/<merchant>``, ``data_docs``,
+    #: ``sftp/<merchant>``).
     failures: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
@@ -271,9 +298,13 @@ def purge(
     days: int,
     *,
     dry_run: bool = False,
+    actor: str | None = None,
+    docs_days: int | None = None,
 ) -> Purge:
-    """``review-ingest purge``: the warehouse, the data folder, then each SFTP merchant; a part
-    that fails is named in ``failures`` and the others still run."""
+    """``review-ingest purge``: the warehouse, the data folder (with ``docs_days``, the
+    validation results and Data Docs too), then each SFTP merchant; a part that fails is named
+    in ``failures`` and the others still run. Then its entry in the audit
+    trail, on behalf of ``actor`` (a part too: ``audit``)."""
     before = cutoff(now, days)
     result = Purge(dry_run, days, before.isoformat())
     try:
@@ -283,6 +314,14 @@ def purge(
     files = purge_local_files(data_dir, before, dry_run=dry_run)
     result.files_deleted = files.total
     result.failures.update({f"files/{m}": why for m, why in files.failures.items()})
+    if docs_days is not None:  # validation results and Data Docs pages past their own days
+        result.docs_retention_days = docs_days
+        try:
+            docs = purge_data_docs(data_dir, now, docs_days, dry_run=dry_run)
+            result.validation_results_deleted = docs.validation_results
+            result.data_docs_pages_deleted = docs.data_docs_pages
+        except Exception as exc:
+            result.failures["data_docs"] = describe(exc)
     for merchant_id, merchant in sorted(merchants.items()):
         if merchant.sftp is None:
             continue
@@ -290,4 +329,20 @@ def purge(
             result.sftp_files_deleted[merchant_id] = purge_sftp(merchant, before, dry_run=dry_run)
         except Exception as exc:
             result.failures[f"sftp/{merchant_id}"] = describe(exc)
+    if not dry_run:
+        totals = {k: v for k, v in result.as_dict().items() if k not in ("command", "dry_run")}
+        totals["failures"] = sorted(result.failures)  # their names: a reason may name a file
+        try:
+            record_purge(engine, totals, actor, now)
+        except Exception as exc:  # the purge is done: say that its record is missing
+            result.failures["audit"] = describe(exc)
     return result
+
+
+def record_purge(
+    engine: Engine, details: dict[str, Any], actor: str | None, now: dt.datetime
+) -> None:
+    """A purge's entry in the audit trail, on behalf of ``actor`` (None:
+    ``audit.process_actor()``): its counts, the failed parts named."""
+    with engine.begin() as connection:
+        audit.append(connection, "purge", None, actor or audit.process_actor(), details, now)

@@ -7,7 +7,7 @@ and a logo from CDNs: offline, the index's table stays empty. After each build t
 by relative paths, so the docs work opened from disk and served under any URL prefix.
 
 Workers build into one folder: ``build_lock`` serialises build and rewrite, so that the index
-(made from the list of the latest pages that each build updates, see ``validation``) is never
+(made from the manifest of the pages that each build appends to, see ``docs_index``) is never
 written by two at once and lists every page built before it.
 """
 

@@ -8,6 +8,8 @@ becomes row errors without any other table.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -145,6 +147,13 @@ def suite_dict(template: Template) -> dict[str, Any]:
 
 def suite_path(template_id: str, directory: Path = EXPECTATIONS_DIR) -> Path:
     return directory / f"{template_id}.json"
+
+
+@functools.cache
+def suite_sha256(template_id: str) -> str:
+    """The SHA-256 of a template's saved suite: which rules judged a file (the audit trail).
+    Once per process: the saved suites change with a deployment only."""
+    return hashlib.sha256(suite_path(template_id).read_bytes()).hexdigest()
 
 
 def write_all(directory: Path = EXPECTATIONS_DIR) -> list[Path]:

@@ -25,7 +25,7 @@ import logging
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +34,7 @@ from review_ingest.core import rules
 from review_ingest.core.merchants import Merchant
 from review_ingest.core.outcomes import Record, RowError
 from review_ingest.core.template_columns import Template
-from review_ingest.quality import data_docs, gx_compat
+from review_ingest.quality import data_docs, docs_index, gx_compat
 from review_ingest.quality.suites import suite_path
 from review_ingest.settings import EXPECTATIONS_DIR
 
@@ -49,7 +49,6 @@ RESULT_FORMAT = {
     "partial_unexpected_count": 0,
     "return_unexpected_index_query": False,
 }
-DOCS_INDEX_LIMIT = 500
 #: Failing lines of each expectation kept in the stored result that the Data Docs show.
 DOCS_LINES_SHOWN = 20
 #: The validation frame's index: which file, and the line where the row starts in it. A file
@@ -58,7 +57,8 @@ DOCS_LINES_SHOWN = 20
 FILE, LINE = "file", "line"
 #: The one Data Docs site, under ``docs_dir``.
 SITE = "local_site"
-#: The keys of the latest pages, newest first, that the index lists (in ``docs_dir``).
+#: The list of the latest pages that sites kept before ``docs_index``'s manifest (in
+#: ``docs_dir``): deleted once the manifest is made.
 LATEST_PAGES = ".latest-pages.json"
 _RANK = {code: rank for rank, code in enumerate(rules.PRIORITY)}
 #: Failing (row, column) pairs turned into RowErrors at a time (``_row_errors``).
@@ -135,11 +135,11 @@ class Validation:
                 "class_name": "SiteBuilder",
                 "show_how_to_buttons": False,
                 "store_backend": _filesystem(docs_dir),
-                # The index shows the newest pages only (older pages stay on disk): the
-                # list it is made from (``_latest``) keeps that many too.
+                # The index shows the newest pages (``docs_index``, which links to every
+                # page); Great Expectations' own builder, when asked, as many.
                 "site_index_builder": {
                     "class_name": "DefaultSiteIndexBuilder",
-                    "validation_results_limit": DOCS_INDEX_LIMIT,
+                    "validation_results_limit": docs_index.LATEST_ROWS,
                 },
             }
         self.context = gx.get_context(project_config=config, mode="ephemeral")
@@ -247,24 +247,23 @@ class Validation:
         ids = [r for r in result_ids if r is not None]
         if ids and self.docs_dir is not None:
             with data_docs.build_lock(self.docs_dir):
-                latest = self._build_pages(ids)
-                if index:
-                    self._write_index(latest)
+                self._build_pages(ids)
+                written = self._write_index() if index else []
                 pages = [data_docs.page_path(r) for r in ids]
-                data_docs.make_offline(self.docs_dir, pages, index=index)
+                data_docs.make_offline(self.docs_dir, [*pages, *written], index=False)
 
     def build_index(self) -> None:
-        """Rebuild the Data Docs index, and no page."""
+        """Rebuild the Data Docs index (and the history pages that changed), and no page."""
         if self.docs_dir is None:
             return
         with data_docs.build_lock(self.docs_dir):
-            self._site().target_store.copy_static_assets()
-            self._write_index(self._latest())
-            data_docs.make_offline(self.docs_dir, [])
+            if not (self.docs_dir / "static" / "styles").is_dir():  # each page build copies them
+                self._site().target_store.copy_static_assets()
+            data_docs.make_offline(self.docs_dir, self._write_index(), index=False)
 
-    def _build_pages(self, result_ids: list[Any]) -> list[Any]:
+    def _build_pages(self, result_ids: list[Any]) -> None:
         """Render the page of each of these stored results, as the site's builder renders it,
-        and remember them among the latest pages; returns the latest pages.
+        and add them to the index's manifest (``docs_index``).
 
         Asked for some pages, Great Expectations' SiteBuilder still lists every stored result
         and reads its key, so a batch would cost more with each day of history. This renders
@@ -274,6 +273,7 @@ class Validation:
 
         site = self._site()
         section = site.site_section_builders["validations"]
+        self._ensure_manifest()
         built = []
         for result_id in result_ids:
             try:
@@ -290,57 +290,79 @@ class Validation:
                 site_section_name=section.name, resource_identifier=result_id
             )
             section.target_store.set(key, page)
-            built.append(result_id)
+            built.append(_index_entry(result_id, result))
         site.target_store.copy_static_assets()
-        return self._remember_latest(built)
+        docs_index.append(self.docs_dir, built)
 
-    def _write_index(self, latest: list[Any]) -> None:
-        """The index of these latest pages, as the site's index builder makes it, but from
-        them rather than from every page and stored result, which the builder lists and sorts
-        each time: its cost would grow with each day of history."""
-        builder = self._site().site_index_builder
-        links: dict[str, Any] = OrderedDict(site_name=builder.site_name)
-        builder._add_validations_to_index_links(links, latest)
-        page = builder.view_class.render(
-            builder.renderer_class.render(links),
-            data_context_id=builder.data_context_id,
-            show_how_to_buttons=builder.show_how_to_buttons,
-        )
-        builder.target_store.write_index_page(page)
+    def _write_index(self) -> list[str]:
+        """The index and the history pages that changed, from the manifest of the pages built
+        (``docs_index``) rather than from every page and stored result, which the site's index
+        builder lists and reads each time: its cost would grow with each day of history.
+        Returns the pages written."""
+        self._ensure_manifest()
+        site_name = self._site().site_index_builder.site_name
+        try:
+            return docs_index.write_index(self.docs_dir, self._render_index, site_name)
+        except docs_index.ManifestDamaged as exc:
+            log.warning("Data Docs: %s: listing the pages on disk", exc)
+            docs_index.drop_manifest(self.docs_dir)
+            self._ensure_manifest()
+            return docs_index.write_index(self.docs_dir, self._render_index, site_name)
 
-    def _latest(self) -> list[Any]:
-        """The identifiers of the latest pages, newest first (``<docs>/.latest-pages.json``).
-
-        Without that file (a site built before it existed), or when it cannot be read, the
-        pages on disk, listed once: the next page build writes the file again."""
+    def _render_index(self, entries: list[docs_index.Entry], title: str) -> str:
+        """An index page listing these pages, as the site's index builder renders one."""
         from great_expectations.data_context.types.resource_identifiers import (
             ValidationResultIdentifier,
         )
 
-        path = self.docs_dir / LATEST_PAGES
-        try:
-            keys = json.loads(path.read_text(encoding="utf-8"))
-            if not _page_keys(keys):
-                raise ValueError("not a list of page keys")
-            return _newest(ValidationResultIdentifier.from_tuple(tuple(key)) for key in keys)
-        except FileNotFoundError:
-            pass
-        except ValueError as exc:
-            log.warning("Data Docs: %s cannot be read (%s): listing the pages on disk", path, exc)
-        site = self._site().target_store.store_backends[ValidationResultIdentifier]
-        return _newest(ValidationResultIdentifier.from_tuple(key) for key in site.list_keys())
-
-    def _remember_latest(self, result_ids: list[Any]) -> list[Any]:
-        """Add these pages to the latest pages, keeping the ``DOCS_INDEX_LIMIT`` newest; returns
-        them."""
-        latest = self._latest()
-        if not result_ids:
-            return latest
-        keys = _newest([*latest, *result_ids])
-        data_docs.write_atomic(
-            self.docs_dir / LATEST_PAGES, json.dumps([list(key.to_tuple()) for key in keys])
+        builder = self._site().site_index_builder
+        links: dict[str, Any] = OrderedDict(site_name=title)
+        for entry in entries:
+            key = ValidationResultIdentifier.from_tuple(entry.key)
+            builder.add_resource_info_to_index_links_dict(
+                index_links_dict=links,
+                expectation_suite_name=key.expectation_suite_identifier.name,
+                section_name="validations",
+                batch_identifier=key.batch_identifier,
+                run_id=key.run_id,
+                validation_success=entry.success,
+                run_time=key.run_id.run_time,
+                run_name=key.run_id.run_name,
+                asset_name=entry.asset_name,
+                batch_kwargs=entry.batch_kwargs,
+                batch_spec=entry.batch_spec,
+            )
+        return builder.view_class.render(
+            builder.renderer_class.render(links),
+            data_context_id=builder.data_context_id,
+            show_how_to_buttons=builder.show_how_to_buttons,
         )
-        return keys
+
+    def _ensure_manifest(self) -> None:
+        """A site built before the index's manifest: its pages on disk, listed, and their
+        stored results read, once (a page whose result is gone is left out, as the site's
+        index builder leaves it out)."""
+        from great_expectations.data_context.types.resource_identifiers import (
+            ValidationResultIdentifier,
+        )
+
+        if docs_index.has_manifest(self.docs_dir):
+            return
+        site = self._site().target_store.store_backends[ValidationResultIdentifier]
+        keys = sorted(
+            (ValidationResultIdentifier.from_tuple(key) for key in site.list_keys()),
+            key=lambda key: key.run_id.run_time,
+        )
+        entries = []
+        for key in keys:
+            try:
+                entries.append(_index_entry(key, self.context.validation_results_store.get(key)))
+            except Exception as exc:  # noqa: BLE001 - the other pages are still listed
+                page = data_docs.page_path(key)
+                log.warning("Data Docs: %s left out of the index (%s)", page, exc)
+        docs_index.append(self.docs_dir, entries)
+        (self.docs_dir / LATEST_PAGES).unlink(missing_ok=True)
+        log.info("Data Docs: the index's manifest made from %d page(s) on disk", len(entries))
 
     def _site(self) -> Any:
         """The local site's SiteBuilder, made by the context as ``build_data_docs`` makes it."""
@@ -394,18 +416,19 @@ def _keep_compiled_templates(site: Any) -> None:
         view.env.bytecode_cache = cache
 
 
-def _page_keys(value: Any) -> bool:
-    """Whether ``value`` is a list of page keys: (suite, run name, run time, batch) each."""
-    return isinstance(value, list) and all(
-        isinstance(key, list) and len(key) == 4 and all(isinstance(part, str) for part in key)
-        for key in value
+def _index_entry(result_id: Any, result: Any) -> docs_index.Entry:
+    """What the index shows of a validation, as the site's index builder reads it from the
+    stored result."""
+    meta = result.meta or {}
+    batch_kwargs = dict(meta.get("batch_kwargs") or {})
+    batch_spec = dict(meta.get("batch_spec") or {})
+    asset_name = (
+        batch_kwargs.get("data_asset_name")
+        or batch_spec.get("data_asset_name")
+        or result.asset_name
     )
-
-
-def _newest(result_ids: Iterable[Any]) -> list[Any]:
-    """The ``DOCS_INDEX_LIMIT`` newest of these validation result identifiers, newest first."""
-    unique = set(result_ids)
-    return sorted(unique, key=lambda key: key.run_id.run_time, reverse=True)[:DOCS_INDEX_LIMIT]
+    key = tuple(result_id.to_tuple())
+    return docs_index.Entry(key, bool(result.success), asset_name, batch_spec, batch_kwargs)
 
 
 def _filesystem(directory: Path) -> dict[str, str]:

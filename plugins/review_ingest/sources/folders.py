@@ -82,11 +82,16 @@ def move_after(path: Path, data_dir: Path, merchant_id: str, status: str, import
     """Move a processed upload to ``processed/`` or ``rejected/``, keeping its name, never
     overwriting: a name already taken there goes into a sub-folder named after the import."""
     kind = "rejected" if status == "rejected" else "processed"
-    folder = data_dir / kind / safe_name(merchant_id)
+    return move_into(path, data_dir / kind / safe_name(merchant_id), import_id)
+
+
+def move_into(path: Path, folder: Path, fallback: str) -> Path:
+    """Move ``path`` into ``folder``, keeping its name, never overwriting: a name already taken
+    there goes into the sub-folder ``fallback`` (an import's or a file's id)."""
     target = folder / safe_name(path.name)
     if _move_no_overwrite(path, target):
         return target
-    target = folder / import_id / path.name
+    target = folder / safe_name(fallback) / path.name
     if not _move_no_overwrite(path, target):
         raise FileExistsError(f"{target} already exists: {path} was left in place")
     return target

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from sqlalchemy import ColumnElement, Connection, Engine, and_, func, insert, select, update
 
 from review_ingest.errors import UsageError
+from review_ingest.store import audit
 from review_ingest.store.models import (
     CANCELLED_STATUS,
     WITHDRAWN_STATUS,
@@ -215,9 +216,12 @@ def _tally(
 
 
 def _record(connection: Connection, result: CancelResult, who: str, now: dt.datetime) -> None:
+    """The ``cancellations`` row and its entry in the audit trail (the number of order
+    references only: the row lists them)."""
     order_refs = None if result.order_refs is None else json.dumps(result.order_refs)
-    connection.execute(
-        insert(CancellationRow).values(
+    cancellation_id = connection.execute(
+        insert(CancellationRow)
+        .values(
             cancelled_at=now,
             cancelled_by=who,
             import_id=result.import_id,
@@ -229,4 +233,16 @@ def _record(connection: Connection, result: CancelResult, who: str, now: dt.date
             already_cancelled=result.already_cancelled,
             not_found=result.not_found,
         )
-    )
+        .returning(CancellationRow.cancellation_id)
+    ).scalar_one()
+    details = {
+        "cancellation_id": cancellation_id,
+        "merchant_id": result.merchant_id,
+        "reason": result.reason,
+        "order_refs": None if result.order_refs is None else len(result.order_refs),
+        "cancelled": result.cancelled,
+        "already_due": result.already_due,
+        "already_cancelled": result.already_cancelled,
+        "not_found": result.not_found,
+    }
+    audit.append(connection, "cancel", result.import_id, who, details, now)

@@ -47,7 +47,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from review_ingest.core import outcomes
+from review_ingest.core import outcomes, warnings
+from review_ingest.store import audit
 from review_ingest.store.models import (
     CANCELLED_STATUS,
     ImportErrorRow,
@@ -210,6 +211,29 @@ def import_record(engine: Engine, import_id: str) -> outcomes.ImportRecord | Non
     return outcomes.ImportRecord(**{f.name: values[f.name] for f in fields(outcomes.ImportRecord)})
 
 
+def recent_loaded_files(
+    engine: Engine, merchant_id: str, limit: int, tz: dt.tzinfo
+) -> list[warnings.PastFile]:
+    """The merchant's last ``limit`` loaded files, newest first, each with the weekday (in
+    ``tz``) it was processed on: what a new file is compared with (``core.warnings``)."""
+    query = (
+        select(ImportRow.valid_rows, ImportRow.profile, ImportRow.processed_at)
+        .where(ImportRow.merchant_id == merchant_id, ImportRow.status == "loaded")
+        .order_by(ImportRow.processed_at.desc(), ImportRow.import_id.desc())
+        .limit(limit)
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    return [
+        warnings.PastFile(
+            row.valid_rows,
+            warnings.read_profile(row.profile),
+            row.processed_at.astimezone(tz).weekday(),
+        )
+        for row in rows
+    ]
+
+
 def known_order_refs(engine: Engine, merchant_id: str, order_refs: Collection[str]) -> set[str]:
     """Those of ``order_refs`` that already have a request of this merchant, not cancelled."""
     return found(engine, ReviewRequestRow.order_ref, order_refs, *proof_conditions(merchant_id))
@@ -266,8 +290,16 @@ def found_query(
     return select(column).distinct().where(*where, matches)
 
 
-def save(engine: Engine, outcome: outcomes.Outcome) -> None:
-    """Write a processed file in one transaction: its imports row, requests and errors.
+def save(
+    engine: Engine,
+    outcome: outcomes.Outcome,
+    *,
+    actor: str | None = None,
+    also: Callable[[Connection], object] | None = None,
+) -> None:
+    """Write a processed file in one transaction: its imports row, requests and errors, and its
+    entry in the audit trail on behalf of ``actor`` (None: ``audit.process_actor()``); ``also``
+    writes what must commit with them (the merchant's e-mail in the outbox).
 
     Raises AlreadyImported when these bytes were loaded for the merchant meanwhile, and
     ProofConflict when another file of the merchant loaded one of its order_refs meanwhile;
@@ -280,6 +312,12 @@ def save(engine: Engine, outcome: outcomes.Outcome) -> None:
             _write_requests(connection, record, outcome.requests)
             if outcome.errors:
                 _write(connection, ImportErrorRow.__table__, ERROR_COLUMNS, _error_rows(outcome))
+            if also is not None:
+                also(connection)
+            # Last: the audit trail's lock is held from here to the commit.
+            details = audit.import_details(outcome)
+            who = actor or audit.process_actor()
+            audit.append(connection, "import", record.import_id, who, details, record.processed_at)
     except IntegrityError as exc:
         if not (_is_unique_violation(exc) and record.status == "loaded"):
             raise

@@ -11,8 +11,9 @@ def build_docs_index(parts: list[Any]) -> bool:
     """The Data Docs index, once after a DAG run's mapped tasks, whether they succeeded or
     not (a failed one may have built pages first); nothing when the run had no part.
 
-    Each batch builds only its own pages; the index reads the ``DOCS_INDEX_LIMIT`` latest
-    stored results, so once per run rather than once per batch. Returns whether it was built.
+    Each batch builds only its own pages and appends them to the manifest; the index, made
+    from the manifest (``quality.docs_index``: the newest pages, and the history pages that
+    changed), once per run rather than once per batch. Returns whether it was built.
     """
     if not parts:
         return False

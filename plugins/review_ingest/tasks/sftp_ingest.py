@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import logging
 from typing import Any
@@ -11,6 +12,7 @@ from review_ingest import settings
 from review_ingest.core.merchants import read_merchants
 from review_ingest.pipeline.failures import BatchFailed, raise_failures
 from review_ingest.pipeline.sftp_inbox import Inbox, Sessions, open_inbox, record_failure, run_step
+from review_ingest.tasks import notifications
 from review_ingest.tasks.partition import split
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,7 @@ def collect_merchants(merchant_ids: list[str], warehouse_url: str) -> dict[str, 
             )
             for inbox in inboxes:
                 run_step(failures, inbox, inbox.process, ingest)
+            notifications.check_inboxes(lambda: ingest.engine, inboxes, dt.datetime.now(dt.UTC))
     finally:
         ingest.finish(index=False)  # the pages; the DAG run rebuilds the index once
     raise_failures(failures)

@@ -121,6 +121,7 @@ MerchantId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63
 OrderRef = Annotated[str, StringConstraints(max_length=64, pattern=NO_CONTROL_CHARACTERS)]
 Email = Annotated[str, StringConstraints(max_length=254, pattern=NO_CONTROL_CHARACTERS)]
 EmailToken = Annotated[str, StringConstraints(max_length=1000, pattern=r"^[A-Za-z0-9_=-]+$")]
+ImportIdParam = Annotated[str, StringConstraints(pattern=f"^{IMPORT_ID.pattern}$")]
 
 MerchantParam = Annotated[MerchantId | None, Blank, Query(description="a merchant_id")]
 
@@ -146,8 +147,10 @@ def request_filters(
         queries.RequestStatus | None,
         Blank,
         Query(
-            description="`scheduled`: scheduled_at in the future; `due`: past; `withdrawn`: "
-            "the customer opted out; `cancelled`: its import or order was cancelled"
+            description="`scheduled`: not yet sent, scheduled_at in the future; `due`: not yet "
+            "sent, scheduled_at past; `sent`, `delivered`, `opened`, `clicked`, `reviewed`: the "
+            "furthest step the mailer reported; `not_delivered`: bounced or failed; "
+            "`withdrawn`: the customer opted out; `cancelled`: its import or order was cancelled"
         ),
     ] = None,
     request_type: Annotated[queries.RequestType | None, Blank, Query()] = None,
@@ -168,6 +171,9 @@ def request_filters(
     scheduled_to: Annotated[
         dt.date | None, Blank, Query(description="last UTC day of scheduled_at (inclusive)")
     ] = None,
+    import_id: Annotated[
+        ImportIdParam | None, Blank, Query(description="the requests of one import")
+    ] = None,
 ) -> queries.RequestFilters:
     if email is None and email_token is not None:
         email = email_filter.unseal(email_token, ui.secret)
@@ -182,7 +188,7 @@ def request_filters(
                 ]
             )
     return queries.RequestFilters(
-        merchant_id, status, request_type, order_ref, email, scheduled_from, scheduled_to
+        merchant_id, status, request_type, order_ref, email, scheduled_from, scheduled_to, import_id
     )
 
 
@@ -272,6 +278,14 @@ def list_requests(ui: UiDep, filters: RequestFiltersDep, page: PagingDep) -> vie
     return views.request_list(queries.list_requests(ui.engine, filters, page, now), now)
 
 
+@api.get("/requests/funnel", response_model=views.Funnel)
+def requests_funnel(ui: UiDep, filters: RequestFiltersDep) -> views.Funnel:
+    """What happened to the matching requests (contract section 13): scheduled or due, sent,
+    delivered, opened, reviewed, each with the requests that reached it or a later step and
+    its rates; the not delivered and their most frequent bounce reasons. Counts are exact."""
+    return views.funnel(queries.status_counts(ui.engine, filters, _now()))
+
+
 @api.get(
     "/requests.csv",
     response_class=StreamingResponse,
@@ -324,12 +338,26 @@ def _import_page(
     path = files.report_file(ui.data_dir, row["merchant_id"], row["import_id"], "report.json")
     report = json.loads(path.read_text(encoding="utf-8")) if path else None
     done = queries.list_cancellations(ui.engine, row["import_id"])
-    context = pages.import_context(row, report, done) | {
+    funnel = None
+    if row["status"] == "loaded":
+        of_import = queries.RequestFilters(import_id=row["import_id"])
+        funnel = views.funnel(queries.status_counts(ui.engine, of_import, _now()))
+    context = pages.import_context(row, report, done, funnel) | {
         "cancel_error": cancel_error,
         "run_href": uploads.import_run_href(row["import_id"], row["source"]),
     }
+    context |= _data_docs_gone(ui, report, context.get("data_docs_href"))
     status = 200 if cancel_error is None else 422
     return templates.TemplateResponse(request, "import.html", context, status_code=status)
+
+
+def _data_docs_gone(ui: Ui, report: dict | None, href: str | None) -> dict[str, str | None]:
+    """No link to a Data Docs page that is not on disk: what to say instead."""
+    page = ((report or {}).get("validation") or {}).get("data_docs")
+    if not href or files.data_docs_file(ui.data_dir, page) is not None:
+        return {}
+    note = files.deleted_docs_note(ui.data_dir, page, _now())
+    return {"data_docs_href": None, "data_docs_gone": note or "Data Docs page not available"}
 
 
 @html.get("/requests")
@@ -345,6 +373,9 @@ def data_docs(ui: UiDep, path: str) -> Response:
     """A file of ``<data>/data_docs/``; never one outside it."""
     found = files.data_docs_file(ui.data_dir, path)
     if found is None:
+        note = files.deleted_docs_note(ui.data_dir, path, _now())
+        if note:  # a link to a page that retention deleted (a report's, a bookmark)
+            return HTMLResponse(f"<!doctype html><title>Gone</title><p>{note}</p>", 410)
         raise HTTPException(404, "no such Data Docs file")
     return FileResponse(found)
 

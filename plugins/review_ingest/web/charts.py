@@ -1,4 +1,5 @@
-"""Bar charts as inline SVG, drawn on the server: no JavaScript library, works offline."""
+"""Bar charts as inline SVG, drawn on the server: no JavaScript library, works offline. Every
+value is written as text beside its bar, so that a chart reads without colour."""
 
 from __future__ import annotations
 
@@ -65,3 +66,46 @@ def _label(text: str, x: float, anchor: str) -> str:
     return (
         f'<text class="label" x="{x}" y="{HEIGHT - 4}" text-anchor="{anchor}">{escape(text)}</text>'
     )
+
+
+#: The funnel's rows: the step's name on the left, its bar, then its figures as text.
+FUNNEL_ROW = 30
+_FUNNEL_LABELS = 140
+_FUNNEL_BAR = 300
+#: Room for the longest figures after the longest bar: "10,000,000 · not yet sent: ...".
+_FUNNEL_WIDTH = 880
+
+
+@dataclass(frozen=True)
+class Stage:
+    label: str  # the step's name
+    value: int
+    note: str  # its figures in words, written after the bar (rates, ...)
+
+
+def funnel_chart(stages: Sequence[Stage], title: str) -> Markup:
+    """An ``<svg class="chart funnel">``: one horizontal bar per stage, as long as its share of
+    the largest stage, with the stage's name, count and ``note`` written out."""
+    top = max((s.value for s in stages), default=0)
+    height = FUNNEL_ROW * len(stages) + 4
+    parts = [
+        f'<svg class="chart funnel" xmlns="http://www.w3.org/2000/svg" '
+        f'viewBox="0 0 {_FUNNEL_WIDTH} {height}" role="img" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+    ]
+    for n, stage in enumerate(stages):
+        y = n * FUNNEL_ROW + 4
+        length = _FUNNEL_BAR * stage.value / top if top > 0 else 0
+        text = f"{stage.value:,}" + (f" · {stage.note}" if stage.note else "")
+        middle = y + FUNNEL_ROW / 2 + 4
+        parts += [
+            f'<text class="label" x="{_FUNNEL_LABELS - 8}" y="{middle:.1f}" '
+            f'text-anchor="end">{escape(stage.label)}</text>',
+            f'<rect class="bar" x="{_FUNNEL_LABELS}" y="{y + 4}" width="{length:.1f}" '
+            f'height="{FUNNEL_ROW - 8}"><title>{escape(stage.label)}: {escape(text)}</title>'
+            "</rect>",
+            f'<text class="value" x="{_FUNNEL_LABELS + length + 6:.1f}" y="{middle:.1f}">'
+            f"{escape(text)}</text>",
+        ]
+    parts.append("</svg>")
+    return Markup("".join(parts))

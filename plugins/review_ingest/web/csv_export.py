@@ -1,8 +1,10 @@
 """``/api/requests.csv``: every matching request as CSV, streamed chunk by chunk.
 
 ``;`` separator and a header line, like the reports' ``errors.csv``; the columns of
-``/api/requests``, e-mails masked, no name. A value that a spreadsheet would run as a formula
-(starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return) is prefixed with ``'``.
+``/api/requests``, e-mails masked, no name. The delivery columns (section 13) come after those
+of section 10, so that readers of the first columns by position still work. A value that a
+spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``, ``@``, tab or carriage
+return) is prefixed with ``'``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ HEADER = (
     "language",
     "scheduled_at",
     "status",
+    "sent_at",
+    "delivered_at",
+    "opened_at",
+    "clicked_at",
+    "reviewed_at",
+    "bounced_at",
+    "bounce_reason",
+    "rating",
 )
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

@@ -7,7 +7,12 @@ backslash or a NUL, or resolves (symbolic links followed) outside its folder.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path, PurePosixPath
+
+from review_ingest import settings
+from review_ingest.errors import ConfigError
+from review_ingest.quality import docs_retention
 
 REPORT_FILES = ("report.json", "errors.csv")
 
@@ -26,6 +31,18 @@ def report_file(data_dir: Path, merchant_id: str, import_id: str, name: str) -> 
 def data_docs_file(data_dir: Path, path: str) -> Path | None:
     """The file of ``<data>/data_docs/`` at ``path`` (``index.html`` for an empty path)."""
     return _inside(data_dir / "data_docs", path or "index.html")
+
+
+def deleted_docs_note(data_dir: Path, page: str, now: dt.datetime) -> str | None:
+    """``Data Docs page deleted after N days (retention)`` when ``page`` of ``<data>/data_docs/``
+    is not there and is past ``REVIEW_INGEST_DOCS_RETENTION_DAYS``; else None."""
+    if data_docs_file(data_dir, page) is not None:
+        return None
+    try:
+        days = settings.docs_retention_days()
+    except ConfigError:  # the retention DAG fails on it; a page still says what it can
+        days = settings.DEFAULT_DOCS_RETENTION_DAYS
+    return docs_retention.gone_note(page, now, days)
 
 
 def _inside(root: Path, path: str) -> Path | None:

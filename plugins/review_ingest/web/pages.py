@@ -31,6 +31,13 @@ LISTED = 100
 #: The reasons the import page's form offers: a whole import's usual one, then those that may
 #: also cancel single orders.
 CANCEL_REASONS = ("wrong_file", *ORDER_REASONS)
+FUNNEL_LABELS = {
+    "scheduled_or_due": "Scheduled or due",
+    "sent": "Sent",
+    "delivered": "Delivered",
+    "opened": "Opened",
+    "reviewed": "Reviewed",
+}
 
 
 def filter_params(filters: ImportFilters | RequestFilters) -> dict[str, str]:
@@ -87,9 +94,11 @@ def import_context(
     row: RowMapping,
     report: Mapping[str, Any] | None,
     cancellations: Sequence[Mapping[str, Any]] = (),
+    funnel: views.Funnel | None = None,
 ) -> dict[str, Any]:
-    """An import's page: its ``imports`` row, what its report says when there is one, and its
-    cancellations (a loaded import's page has the form that cancels)."""
+    """An import's page: its ``imports`` row, what its report says when there is one, its
+    cancellations (a loaded import's page has the form that cancels) and the funnel of its
+    requests."""
     item = views.ImportItem.model_validate(dict(row))
     context: dict[str, Any] = {
         "root": "../",
@@ -98,6 +107,8 @@ def import_context(
         "report": report,
         "cancellations": [views.CancellationItem.model_validate(dict(c)) for c in cancellations],
         "cancel_reasons": CANCEL_REASONS if item.status == "loaded" else (),
+        "funnel": funnel_context(funnel) if funnel is not None else None,
+        "requests_href": "../requests" + query({"import_id": item.import_id}),
     }
     if report is not None:
         validation = report.get("validation") or {}
@@ -129,6 +140,7 @@ def requests_context(
         params["email_token"] = email_filter.seal(email, secret)
     days = queries.chart_days(filters, now.date())
     counts = queries.requests_per_day(engine, filters, days, now)
+    funnel = views.funnel(queries.status_counts(engine, filters, now))
     chart = charts.bar_chart(
         [charts.Bar(c.day.isoformat(), c.requests) for c in counts],
         "Requests per scheduled day (UTC)",
@@ -146,7 +158,41 @@ def requests_context(
         "chart_days": (days[0], days[-1]) if days else None,
         "export_href": "api/requests.csv" + query(params),
         "without_email": query({k: v for k, v in params.items() if k != "email_token"}) or "?",
+        "without_import": query({k: v for k, v in params.items() if k != "import_id"}) or "?",
+        "funnel": funnel_context(funnel),
     }
+
+
+def funnel_context(funnel: views.Funnel) -> dict[str, Any]:
+    """The funnel as a page shows it: its chart, every figure written out, and the reasons."""
+    stages = [
+        charts.Stage(FUNNEL_LABELS[step.step], step.requests, _step_note(step, previous, funnel))
+        for step, previous in zip(funnel.steps, [None, *funnel.steps], strict=False)
+    ]
+    title = "What happened to these requests: each step counts those that reached it or beyond"
+    return {
+        "data": funnel,
+        "chart": charts.funnel_chart(stages, title),
+        "not_delivered_rate": percent(funnel.not_delivered_rate_of_sent),
+    }
+
+
+def _step_note(
+    step: views.FunnelStep, previous: views.FunnelStep | None, funnel: views.Funnel
+) -> str:
+    """A step's rates in words; the first step says how many are not yet sent."""
+    if previous is None:
+        waiting = funnel.by_status["scheduled"], funnel.by_status["due"]
+        return f"not yet sent: {waiting[0]:,} scheduled, {waiting[1]:,} due"
+    note = f"{percent(step.rate_of_previous)} of {FUNNEL_LABELS[previous.step].lower()}"
+    if previous.step not in ("scheduled_or_due", "sent"):
+        note += f", {percent(step.rate_of_sent)} of sent"
+    return note
+
+
+def percent(rate: float | None) -> str:
+    """``12.3%``; ``n/a`` when there is no rate (nothing in the step before)."""
+    return "n/a" if rate is None else f"{rate:.1%}"
 
 
 def overview_context(engine: Engine, merchant_id: str | None, today: dt.date) -> dict[str, Any]:

@@ -6,6 +6,12 @@ there is a next page), ``offset`` is at most ``MAX_OFFSET``, and ``total`` count
 ``TOTAL_CAP + 1`` matching rows (above the cap it is ``TOTAL_CAP`` with ``total_is_lower_bound``
 set). The CSV export reads every matching row in keyset-paged chunks instead.
 
+Counts of requests by status (the tracking funnel, section 13) and per day are read from the
+rollup (``request_counts`` for one merchant, ``request_count_totals`` for all, plus
+``request_count_changes``: exact, triggers keep them so), except for what it cannot answer: the
+requests of an order reference, an e-mail or an import (a few, found by their indexes), and
+today's ``scheduled`` requests, split at ``now`` into scheduled and due.
+
 Days are UTC days. Names (``firstname``, ``lastname``) are never selected; e-mails are selected
 only to be masked by ``views``.
 """
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -25,12 +32,18 @@ from sqlalchemy import (
     FromClause,
     RowMapping,
     Select,
+    Subquery,
+    and_,
+    case,
     func,
     literal,
+    not_,
     select,
     tuple_,
+    union_all,
 )
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -39,6 +52,9 @@ from review_ingest.store.models import (
     WITHDRAWN_STATUS,
     CancellationRow,
     ImportRow,
+    RequestCountChangeRow,
+    RequestCountRow,
+    RequestCountTotalRow,
     ReviewRequestRow,
 )
 
@@ -58,14 +74,31 @@ MAX_CANCELLATIONS = 100
 
 ImportStatus = Literal["loaded", "rejected", "already_imported"]
 ImportSource = Literal["upload", "sftp", "backfill"]
-RequestStatus = Literal["scheduled", "due", "withdrawn", "cancelled"]
+#: The statuses a request shows and a filter takes: the stored ``status``, but ``scheduled`` is
+#: split into ``scheduled`` (``scheduled_at`` in the future) and ``due`` (past, not yet sent).
+RequestStatus = Literal[
+    "scheduled",
+    "due",
+    "sent",
+    "delivered",
+    "opened",
+    "clicked",
+    "reviewed",
+    "not_delivered",
+    "cancelled",
+    "withdrawn",
+]
 WITHDRAWN = WITHDRAWN_STATUS
 CANCELLED = CANCELLED_STATUS
-#: Stored statuses of requests that will never be sent: neither scheduled nor due.
-NEVER_SENT = (WITHDRAWN, CANCELLED)
+#: The stored status of a request loaded and not yet sent, whether due or not.
+SCHEDULED = "scheduled"
+NOT_DELIVERED = "not_delivered"
 RequestType = Literal["brand", "product"]
 
 _IMPORT_ORDER = (ImportRow.processed_at.desc(), ImportRow.import_id.desc())
+#: The columns of an import that the UI shows: all but ``profile``, the pipeline's own summary
+#: of the file (what later files are compared with).
+IMPORT_COLUMNS = tuple(c for c in ImportRow.__table__.columns if c.key != "profile")
 _REQUEST_ORDER = (ReviewRequestRow.scheduled_at.desc(), ReviewRequestRow.request_id.desc())
 #: The columns of a request that the UI shows; e-mail only to be masked, never the names.
 REQUEST_COLUMNS = (
@@ -79,6 +112,14 @@ REQUEST_COLUMNS = (
     ReviewRequestRow.language,
     ReviewRequestRow.scheduled_at,
     ReviewRequestRow.status,
+    ReviewRequestRow.sent_at,
+    ReviewRequestRow.delivered_at,
+    ReviewRequestRow.opened_at,
+    ReviewRequestRow.clicked_at,
+    ReviewRequestRow.reviewed_at,
+    ReviewRequestRow.bounced_at,
+    ReviewRequestRow.bounce_reason,
+    ReviewRequestRow.rating,
 )
 
 
@@ -116,11 +157,22 @@ class RequestFilters:
     email: str | None = None  # exact address, compared trimmed and case-insensitively
     scheduled_from: dt.date | None = None  # first UTC day of scheduled_at, inclusive
     scheduled_to: dt.date | None = None  # last UTC day of scheduled_at, inclusive
+    import_id: str | None = None
 
 
 @dataclass(frozen=True)
 class DayCount:
     day: dt.date
+    requests: int
+
+
+@dataclass(frozen=True)
+class StatusCount:
+    """Matching requests of one status as the UI names it; for ``not_delivered``, of one bounce
+    reason ('' when none was given)."""
+
+    status: str
+    bounce_reason: str
     requests: int
 
 
@@ -209,15 +261,16 @@ def import_conditions(filters: ImportFilters) -> list[ColumnElement[bool]]:
 
 
 def list_imports(engine: Engine, filters: ImportFilters, paging: Paging) -> Page:
-    """Files newest first (``processed_at``, then ``import_id``), every ``imports`` column."""
+    """Files newest first (``processed_at``, then ``import_id``), every ``imports`` column
+    shown (``IMPORT_COLUMNS``)."""
     conditions = import_conditions(filters)
-    query = select(*ImportRow.__table__.columns).where(*conditions).order_by(*_IMPORT_ORDER)
+    query = select(*IMPORT_COLUMNS).where(*conditions).order_by(*_IMPORT_ORDER)
     return _page(engine, query, ImportRow.__table__, conditions, paging)
 
 
 def get_import(engine: Engine, import_id: str) -> RowMapping | None:
-    """The ``imports`` row of ``import_id``, or None."""
-    query = select(*ImportRow.__table__.columns).where(ImportRow.import_id == import_id)
+    """The ``imports`` row of ``import_id`` (``IMPORT_COLUMNS``), or None."""
+    query = select(*IMPORT_COLUMNS).where(ImportRow.import_id == import_id)
     with engine.connect() as connection:
         return connection.execute(query).mappings().first()
 
@@ -226,9 +279,8 @@ def get_import(engine: Engine, import_id: str) -> RowMapping | None:
 
 
 def request_conditions(filters: RequestFilters, now: dt.datetime) -> list[ColumnElement[bool]]:
-    """The filters of ``/api/requests``; ``status`` compares ``scheduled_at`` with ``now``,
-    except ``withdrawn`` (the customer opted out) and ``cancelled`` (its import or order was
-    cancelled): nothing will be sent for those."""
+    """The filters of ``/api/requests``; ``scheduled`` and ``due`` compare ``scheduled_at``
+    with ``now``, every other status is the stored one."""
     r = ReviewRequestRow
     conditions: list[ColumnElement[bool]] = []
     if filters.merchant_id is not None:
@@ -247,16 +299,18 @@ def request_conditions(filters: RequestFilters, now: dt.datetime) -> list[Column
         conditions.append(r.scheduled_at >= day_start(filters.scheduled_from))
     if filters.scheduled_to is not None and (end := _next_day_start(filters.scheduled_to)):
         conditions.append(r.scheduled_at < end)
+    if filters.import_id is not None:
+        conditions.append(r.import_id == filters.import_id)
     return conditions
 
 
 def _status_conditions(status: RequestStatus, now: dt.datetime) -> list[ColumnElement[bool]]:
     r = ReviewRequestRow
     if status == "scheduled":
-        return [r.scheduled_at > now, r.status.not_in(NEVER_SENT)]
+        return [r.status == SCHEDULED, r.scheduled_at > now]
     if status == "due":
-        return [r.scheduled_at <= now, r.status.not_in(NEVER_SENT)]
-    return [r.status == (WITHDRAWN if status == "withdrawn" else CANCELLED)]
+        return [r.status == SCHEDULED, r.scheduled_at <= now]
+    return [r.status == status]
 
 
 def list_requests(
@@ -312,26 +366,179 @@ def chart_days(filters: RequestFilters, today: dt.date) -> list[dt.date]:
 def requests_per_day(
     engine: Engine, filters: RequestFilters, days: Sequence[dt.date], now: dt.datetime
 ) -> list[DayCount]:
-    """Matching requests per UTC day of ``scheduled_at``, for each of ``days`` (0 included).
-
-    One count per day over an index range rather than a GROUP BY on a day expression, which
-    PostgreSQL runs slower; the indexes on ``scheduled_at`` carry ``request_type`` so that the
-    common filters count from the index alone.
-    """
-    conditions = request_conditions(filters, now)
-    counts = [
-        select(func.count())
-        .select_from(ReviewRequestRow.__table__)
-        .where(*conditions, *_scheduled_on(day))
-        .scalar_subquery()
-        .label(f"d{n}")
-        for n, day in enumerate(days)
-    ]
-    if not counts:
+    """Matching requests per UTC day of ``scheduled_at``, for each of ``days`` (0 included)."""
+    if not days:
         return []
+    with _snapshot(engine) as connection:
+        if _rollup_answers(filters):
+            counts = _rollup_per_day(connection, filters, days, now)
+        else:
+            counts = _direct_per_day(connection, filters, days, now)
+    return [DayCount(day, counts.get(day, 0)) for day in days]
+
+
+def status_counts(engine: Engine, filters: RequestFilters, now: dt.datetime) -> list[StatusCount]:
+    """Every matching request counted by status (``scheduled`` and ``due`` apart) and, for
+    ``not_delivered``, by bounce reason: what the tracking funnel is drawn from."""
+    with _snapshot(engine) as connection:
+        if not _rollup_answers(filters):
+            return _direct_status_counts(connection, filters, now)
+        found = _rollup_status_counts(connection, filters, now)
+        found += _today_counts(connection, filters, now)
+    merged: dict[tuple[str, str], int] = {}
+    for count in found:
+        key = (count.status, count.bounce_reason)
+        merged[key] = merged.get(key, 0) + count.requests
+    return [StatusCount(status, reason, n) for (status, reason), n in merged.items()]
+
+
+@contextmanager
+def _snapshot(engine: Engine) -> Iterator[Connection]:
+    """A connection whose statements all see the same moment (PostgreSQL: REPEATABLE READ), so
+    that counts read from the rollup and from ``review_requests`` add up."""
     with engine.connect() as connection:
-        row = connection.execute(select(*counts)).one()
-    return [DayCount(day, n) for day, n in zip(days, row, strict=True)]
+        if engine.dialect.name == "postgresql":
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        with connection.begin():
+            yield connection
+
+
+def _rollup_answers(filters: RequestFilters) -> bool:
+    """Whether the rollup holds the counts of ``filters``: not when they name an order, an
+    e-mail or an import (small selections, counted from their own indexes)."""
+    return filters.order_ref is None and filters.email is None and filters.import_id is None
+
+
+def _rollup(merchant_id: str | None) -> Subquery:
+    """The rollup's rows of one merchant (``request_counts``) or of all (their totals), with
+    the changes not yet folded into them: together, exact."""
+    base = RequestCountRow if merchant_id is not None else RequestCountTotalRow
+    parts = []
+    for table in (base, RequestCountChangeRow):
+        part = select(
+            table.day, table.request_type, table.status, table.bounce_reason, table.requests
+        )
+        if merchant_id is not None:
+            part = part.where(table.merchant_id == merchant_id)  # type: ignore[union-attr]
+        parts.append(part)
+    return union_all(*parts).subquery()
+
+
+def _rollup_conditions(
+    c: ReadOnlyColumnCollection[str, Any], filters: RequestFilters, today: dt.date
+) -> list[ColumnElement[bool]]:
+    """``filters`` but the merchant on the rollup's columns ``c``, leaving out today's
+    ``scheduled`` rows, which hold requests on both sides of now: ``_today_counts`` counts
+    those from ``review_requests``."""
+    conditions = [not_(and_(c.status == SCHEDULED, c.day == today))]
+    if filters.request_type is not None:
+        conditions.append(c.request_type == filters.request_type)
+    if filters.scheduled_from is not None:
+        conditions.append(c.day >= filters.scheduled_from)
+    if filters.scheduled_to is not None:
+        conditions.append(c.day <= filters.scheduled_to)
+    if filters.status in ("scheduled", "due"):
+        conditions.append(c.status == SCHEDULED)
+        conditions.append(c.day > today if filters.status == "scheduled" else c.day < today)
+    elif filters.status is not None:
+        conditions.append(c.status == filters.status)
+    return conditions
+
+
+def _rollup_status_counts(
+    connection: Connection, filters: RequestFilters, now: dt.datetime
+) -> list[StatusCount]:
+    c = _rollup(filters.merchant_id).c
+    today = now.astimezone(dt.UTC).date()
+    shown = case((c.status != SCHEDULED, c.status), (c.day < today, "due"), else_="scheduled")
+    rows = (
+        select(shown.label("status"), c.bounce_reason, c.requests)
+        .where(*_rollup_conditions(c, filters, today))
+        .subquery()
+    )
+    query = select(rows.c.status, rows.c.bounce_reason, func.sum(rows.c.requests)).group_by(
+        rows.c.status, rows.c.bounce_reason
+    )
+    rows_found = connection.execute(query).tuples()
+    return [StatusCount(status, reason, int(n)) for status, reason, n in rows_found if n]
+
+
+def _today_counts(
+    connection: Connection, filters: RequestFilters, now: dt.datetime
+) -> list[StatusCount]:
+    """Today's ``scheduled`` requests, due and not yet due, when ``filters`` take them in."""
+    today = now.astimezone(dt.UTC).date()
+    if filters.status not in (None, "scheduled", "due") or not _within(filters, today):
+        return []
+    r = ReviewRequestRow
+    conditions = [r.status == SCHEDULED, *_scheduled_on(today)]
+    if filters.merchant_id is not None:
+        conditions.append(r.merchant_id == filters.merchant_id)
+    if filters.request_type is not None:
+        conditions.append(r.request_type == filters.request_type)
+    due, scheduled = connection.execute(
+        select(
+            func.count().filter(r.scheduled_at <= now), func.count().filter(r.scheduled_at > now)
+        ).where(*conditions)
+    ).one()
+    counts = [StatusCount("due", "", due or 0), StatusCount("scheduled", "", scheduled or 0)]
+    return [n for n in counts if n.requests and filters.status in (None, n.status)]
+
+
+def _within(filters: RequestFilters, day: dt.date) -> bool:
+    """Whether ``day`` is within the filter's scheduled days."""
+    return (filters.scheduled_from is None or filters.scheduled_from <= day) and (
+        filters.scheduled_to is None or day <= filters.scheduled_to
+    )
+
+
+def _direct_status_counts(
+    connection: Connection, filters: RequestFilters, now: dt.datetime
+) -> list[StatusCount]:
+    r = ReviewRequestRow
+    shown = case((and_(r.status == SCHEDULED, r.scheduled_at <= now), "due"), else_=r.status)
+    reason = case((r.status == NOT_DELIVERED, func.coalesce(r.bounce_reason, "")), else_="")
+    rows = (
+        select(shown.label("status"), reason.label("bounce_reason"))
+        .where(*request_conditions(filters, now))
+        .subquery()
+    )
+    query = select(rows.c.status, rows.c.bounce_reason, func.count()).group_by(
+        rows.c.status, rows.c.bounce_reason
+    )
+    return [StatusCount(*row) for row in connection.execute(query)]
+
+
+def _rollup_per_day(
+    connection: Connection, filters: RequestFilters, days: Sequence[dt.date], now: dt.datetime
+) -> dict[dt.date, int]:
+    c = _rollup(filters.merchant_id).c
+    today = now.astimezone(dt.UTC).date()
+    query = (
+        select(c.day, func.sum(c.requests))
+        .where(*_rollup_conditions(c, filters, today), c.day >= days[0], c.day <= days[-1])
+        .group_by(c.day)
+    )
+    counts = {day: int(n) for day, n in connection.execute(query)}
+    if days[0] <= today <= days[-1]:
+        counts[today] = counts.get(today, 0) + sum(
+            n.requests for n in _today_counts(connection, filters, now)
+        )
+    return counts
+
+
+def _direct_per_day(
+    connection: Connection, filters: RequestFilters, days: Sequence[dt.date], now: dt.datetime
+) -> dict[dt.date, int]:
+    r = ReviewRequestRow
+    day = utc_day(r.scheduled_at)
+    within = [r.scheduled_at >= day_start(days[0])]
+    if (end := _next_day_start(days[-1])) is not None:
+        within.append(r.scheduled_at < end)
+    query = (
+        select(day, func.count()).where(*request_conditions(filters, now), *within).group_by(day)
+    )
+    return dict(connection.execute(query).tuples().all())
 
 
 def _scheduled_on(day: dt.date) -> list[ColumnElement[bool]]:

@@ -1,25 +1,42 @@
 """View models of the review UI: what the API answers and the pages show.
 
 Personal data: an e-mail leaves the server only masked (``a***@example.com``), and first and
-last names never (the queries do not even select them).
+last names never (the queries do not even select them). Bounce reasons are stored masked, and
+masked again on the way out.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, get_args
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from review_ingest.core.events import mask_addresses
 from review_ingest.web import queries
 
 #: Lines shown for each error code on an import's page.
 FIRST_LINES = 10
 #: Order references one cancellation may name through the API.
 MAX_ORDER_REFS = 10_000
+#: Bounce reasons a funnel lists by name, most frequent first; the rest are counted together.
+TOP_REASONS = 10
+REQUEST_STATUSES: tuple[str, ...] = get_args(queries.RequestStatus)
+#: The tracking funnel (contract section 13): each step counts the requests whose status is
+#: that step or a later one; ``not_delivered`` was sent. Clicked counts as opened.
+FUNNEL_STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "scheduled_or_due",
+        ("scheduled", "due", "sent", "delivered", "opened", "clicked", "reviewed", "not_delivered"),
+    ),
+    ("sent", ("sent", "delivered", "opened", "clicked", "reviewed", "not_delivered")),
+    ("delivered", ("delivered", "opened", "clicked", "reviewed")),
+    ("opened", ("opened", "clicked", "reviewed")),
+    ("reviewed", ("reviewed",)),
+)
 TOTAL_DESCRIPTION = (
     f"Matching rows. Exact when `total_is_lower_bound` is false. Counting stops after "
     f"{queries.TOTAL_CAP:,} rows so that every call stays fast: then `total_is_lower_bound` is "
@@ -42,14 +59,18 @@ def mask_email(email: str | None) -> str | None:
 def request_status(
     scheduled_at: dt.datetime, now: dt.datetime, stored: str = "scheduled"
 ) -> queries.RequestStatus:
-    """``scheduled`` while ``scheduled_at`` is in the future, ``due`` once it is past;
-    ``withdrawn`` when its customer opted out before it was due, ``cancelled`` when its import or
-    order was cancelled before it was due: never due (``stored`` is the table's)."""
-    if stored == queries.WITHDRAWN:
-        return "withdrawn"
-    if stored == queries.CANCELLED:
-        return "cancelled"
+    """The stored status (``stored``: sent, delivered, ..., cancelled, withdrawn), but a request
+    not yet sent is ``scheduled`` while ``scheduled_at`` is in the future and ``due`` after."""
+    if stored != queries.SCHEDULED:
+        return stored  # type: ignore[return-value]  # the table holds only these values
     return "scheduled" if scheduled_at > now else "due"
+
+
+class WarningItem(BaseModel):
+    """A sign that a file may have been filtered (``core.warnings``)."""
+
+    code: str
+    message: str
 
 
 class ImportItem(BaseModel):
@@ -75,6 +96,18 @@ class ImportItem(BaseModel):
     product_requests: int
     received_at: dt.datetime
     processed_at: dt.datetime
+    warnings: list[WarningItem] = Field(
+        default_factory=list,
+        description="signs that the file may have been filtered (every customer must be asked): "
+        "`volume_drop`, `order_ref_gaps`, `missing_shop`, `missing_language`; noticed, never a "
+        "rejection. Empty when none, and for files not compared (rejected, already imported)",
+    )
+
+    @field_validator("warnings", mode="before")
+    @classmethod
+    def _warnings_from_json(cls, value: object) -> object:
+        """The table keeps them as a JSON list; null (not compared) is none."""
+        return json.loads(value) if isinstance(value, str) else value or []
 
 
 class RequestItem(BaseModel):
@@ -92,10 +125,54 @@ class RequestItem(BaseModel):
     language: str | None
     scheduled_at: dt.datetime = Field(description="ISO 8601, UTC")
     status: queries.RequestStatus = Field(
-        description="`scheduled` while `scheduled_at` is in the future, `due` once it is past, "
-        "`withdrawn` when the customer opted out before it was due, `cancelled` when its import "
-        "or order was cancelled before it was due (nothing is sent for either)"
+        description="`scheduled` while `scheduled_at` is in the future, `due` once it is past "
+        "(not yet sent); then the furthest step the mailer reported: `sent`, `delivered`, "
+        "`opened`, `clicked`, `reviewed`, or `not_delivered` (bounced or failed, no later step); "
+        "`withdrawn` when the customer opted out before it was sent, `cancelled` when its "
+        "import or order was cancelled before it was due (nothing is sent for either)"
     )
+    sent_at: dt.datetime | None = Field(description="first time of each step, ISO 8601, UTC")
+    delivered_at: dt.datetime | None
+    opened_at: dt.datetime | None
+    clicked_at: dt.datetime | None
+    reviewed_at: dt.datetime | None
+    bounced_at: dt.datetime | None
+    bounce_reason: str | None = Field(description="of the first bounce, addresses masked")
+    rating: int | None = Field(description="the review's rating, 1 to 5")
+
+
+class FunnelStep(BaseModel):
+    """One step of the tracking funnel."""
+
+    step: str = Field(description="`scheduled_or_due`, `sent`, `delivered`, `opened`, `reviewed`")
+    requests: int = Field(description="requests that reached this step or a later one")
+    rate_of_previous: float | None = Field(
+        description="`requests` / the previous step's (null for the first step, or when the "
+        "previous step has none)"
+    )
+    rate_of_sent: float | None = Field(
+        description="`requests` / the `sent` step's (null before it, or when none was sent)"
+    )
+
+
+class ReasonCount(BaseModel):
+    reason: str | None = Field(description="the bounce reason, addresses masked; null: none given")
+    requests: int
+
+
+class Funnel(BaseModel):
+    """What happened to the requests a filter selects (contract section 13)."""
+
+    requests: int = Field(description="every matching request")
+    by_status: dict[str, int] = Field(description="matching requests of each status, 0 included")
+    steps: list[FunnelStep]
+    not_delivered: int = Field(description="sent, then bounced or failed, no later step known")
+    not_delivered_rate_of_sent: float | None
+    never_sent: int = Field(description="cancelled or withdrawn: outside the funnel")
+    reasons: list[ReasonCount] = Field(
+        description=f"why not delivered: the {TOP_REASONS} most frequent bounce reasons"
+    )
+    other_reasons: int = Field(description="not delivered requests of the other reasons")
 
 
 class CancelRequest(BaseModel):
@@ -229,6 +306,60 @@ def request_item(row: Mapping[str, Any], now: dt.datetime) -> RequestItem:
         language=row["language"],
         scheduled_at=row["scheduled_at"],
         status=request_status(row["scheduled_at"], now, row["status"]),
+        sent_at=row["sent_at"],
+        delivered_at=row["delivered_at"],
+        opened_at=row["opened_at"],
+        clicked_at=row["clicked_at"],
+        reviewed_at=row["reviewed_at"],
+        bounced_at=row["bounced_at"],
+        bounce_reason=_masked_reason(row["bounce_reason"]),
+        rating=row["rating"],
+    )
+
+
+def _masked_reason(reason: str | None) -> str | None:
+    """A bounce reason with every address masked; '' and None are no reason."""
+    return mask_addresses(reason) if reason else None
+
+
+def rate(part: int, whole: int) -> float | None:
+    """``part / whole``; None when ``whole`` is 0 (no rate, rather than a false 0 %)."""
+    return part / whole if whole else None
+
+
+def funnel(counts: Iterable[queries.StatusCount]) -> Funnel:
+    """The funnel of ``counts`` (``queries.status_counts``): each step's requests and rates,
+    the not delivered and their most frequent reasons."""
+    by_status = dict.fromkeys(REQUEST_STATUSES, 0)
+    reasons: dict[str | None, int] = {}
+    for count in counts:
+        by_status[count.status] = by_status.get(count.status, 0) + count.requests
+        if count.status == queries.NOT_DELIVERED:
+            reason = _masked_reason(count.bounce_reason)
+            reasons[reason] = reasons.get(reason, 0) + count.requests
+    reached = [sum(by_status[s] for s in statuses) for _, statuses in FUNNEL_STEPS]
+    sent = reached[1]
+    steps = [
+        FunnelStep(
+            step=name,
+            requests=n,
+            rate_of_previous=rate(n, reached[i - 1]) if i else None,
+            rate_of_sent=rate(n, sent) if i else None,
+        )
+        for i, ((name, _), n) in enumerate(zip(FUNNEL_STEPS, reached, strict=True))
+    ]
+    ranked = sorted(reasons.items(), key=lambda item: (-item[1], item[0] or ""))
+    top = [ReasonCount(reason=r, requests=n) for r, n in ranked[:TOP_REASONS]]
+    not_delivered = by_status[queries.NOT_DELIVERED]
+    return Funnel(
+        requests=sum(by_status.values()),
+        by_status=by_status,
+        steps=steps,
+        not_delivered=not_delivered,
+        not_delivered_rate_of_sent=rate(not_delivered, sent),
+        never_sent=by_status[queries.CANCELLED] + by_status[queries.WITHDRAWN],
+        reasons=top,
+        other_reasons=sum(n for _, n in ranked[TOP_REASONS:]),
     )
 
 
