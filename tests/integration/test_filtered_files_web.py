@@ -141,3 +141,14 @@ def test_the_import_page_shows_its_warnings_in_words(ui: Ui) -> None:
     for warning in warnings:
         assert str(escape(warning["message"])) in page
     assert 'id="warnings"' not in ui.get(f"/imports/{ui.usual[0]}").text
+
+
+def test_the_overview_lists_the_files_with_signs_of_filtering(ui: Ui) -> None:
+    table = ui.get("/overview").text.split('id="warned-files"')[1].split("</table>")[0]
+
+    rows = [row for row in table.split("<tr>") if "imports/" in row]
+    assert len(rows) == 1, "only the flagged file is listed"
+    assert f"imports/{ui.flagged}" in rows[0]
+    assert "volume_drop" in rows[0] and "missing_language" in rows[0]
+    quiet = ui.get("/overview", merchant_id="nobody").text.split('id="warned-files"')[1]
+    assert "No sign of filtering in these 30 days." in quiet

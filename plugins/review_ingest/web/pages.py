@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, get_args
@@ -218,6 +219,10 @@ def overview_context(engine: Engine, merchant_id: str | None, today: dt.date) ->
         "first": first,
         "last": today,
         "merchants": sorted(totals.items()),
+        "warned_files": [
+            {**row, "warnings": json.loads(row["warnings"])}
+            for row in queries.warned_files(engine, first, today, merchant_id)
+        ],
         "charts": [
             (titles[0], charts.bar_chart(files, titles[0])),
             (titles[1], charts.bar_chart(rows, titles[1])),

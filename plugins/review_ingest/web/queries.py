@@ -568,6 +568,30 @@ def list_cancellations(engine: Engine, import_id: str) -> Sequence[RowMapping]:
 # --- overview ------------------------------------------------------------------------------
 
 
+#: Files with signs of filtering listed on the overview, newest first.
+MAX_WARNED_FILES = 20
+
+
+def warned_files(
+    engine: Engine, first: dt.date, last: dt.date, merchant_id: str | None = None
+) -> list[RowMapping]:
+    """The newest files processed in [first, last] whose import noticed signs of filtering."""
+    i = ImportRow
+    conditions = [i.processed_at >= day_start(first), i.warnings.is_not(None), i.warnings != "[]"]
+    if (end := _next_day_start(last)) is not None:
+        conditions.append(i.processed_at < end)
+    if merchant_id is not None:
+        conditions.append(i.merchant_id == merchant_id)
+    query = (
+        select(i.import_id, i.merchant_id, i.file_name, i.processed_at, i.warnings)
+        .where(*conditions)
+        .order_by(*_IMPORT_ORDER)
+        .limit(MAX_WARNED_FILES)
+    )
+    with engine.connect() as connection:
+        return list(connection.execute(query).mappings())
+
+
 def merchant_activity(
     engine: Engine, first: dt.date, last: dt.date, merchant_id: str | None = None
 ) -> list[MerchantDay]:
